@@ -1,0 +1,1 @@
+"""The shadow store protocol and its backends."""
