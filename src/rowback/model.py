@@ -1,0 +1,111 @@
+"""The change event, table schema and source position shared by every source and store.
+
+Pure data, no drivers. Values travel as *text in PostgreSQL's output form* (what
+``SELECT col::text`` or ``pgoutput`` prints): that keeps numeric exact, lets capture
+compare versions without parsing each value, and leaves typing to the store, which
+casts whole columns at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+Text = str | None
+"""A value in PostgreSQL text form, or SQL NULL."""
+
+
+class Op(IntEnum):
+    """What a change did to a row. Stored as a small integer so history compresses."""
+
+    SNAPSHOT = 0
+    INSERT = 1
+    UPDATE = 2
+    DELETE = 3
+    TRUNCATE = 4
+
+    @property
+    def label(self) -> str:
+        """The name users see: insert, update, delete, truncate, snapshot."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a table version. ``type`` is PostgreSQL's name, e.g. ``numeric(12,2)``."""
+
+    name: str
+    type: str
+    key: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """One version of a captured table's columns.
+
+    A new version (column added, dropped or retyped) is a new object; the store keeps
+    every version so old history stays readable.
+    """
+
+    source: str
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+
+    @property
+    def qualified(self) -> str:
+        """``schema.table`` as users type it."""
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def key_indexes(self) -> tuple[int, ...]:
+        """Positions of the primary-key columns within ``columns``."""
+        return tuple(i for i, c in enumerate(self.columns) if c.key)
+
+    def key_of(self, row: list[Text] | tuple[Text, ...]) -> tuple[Text, ...]:
+        """The primary key of a full row, in key-column order."""
+        return tuple(row[i] for i in self.key_indexes)
+
+
+@dataclass(slots=True)
+class Change:
+    """One row change, normalized from any source.
+
+    ``after`` is aligned with ``table.columns``; indexes in ``unchanged`` were not sent by
+    the source (PostgreSQL's TOAST-unchanged values) and are filled from history.
+    ``before`` is the old row when the source sent one (a full row under REPLICA
+    IDENTITY FULL, a Debezium ``before``); the store checks it against its own last
+    version instead of storing it. ``lsn`` is the commit position and ``seq`` the order
+    within the transaction; ``commit_us`` is microseconds since the Unix epoch.
+    """
+
+    table: TableSchema
+    op: Op
+    key: tuple[Text, ...] | None
+    after: list[Text] | None
+    before: list[Text] | None
+    commit_us: int
+    txid: int
+    lsn: int
+    seq: int
+    unchanged: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """An input the sources could not turn into a change: kept, never silently dropped."""
+
+    source: str
+    location: str
+    line: int | None
+    error: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class WriteStats:
+    """What one ``Store.write`` did; ``gaps`` counts versions that did not match history."""
+
+    written: int = 0
+    gaps: int = 0
+    gap_examples: list[str] = field(default_factory=list)

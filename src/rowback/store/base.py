@@ -1,0 +1,104 @@
+"""The shadow store protocol: what capture writes to and time travel reads from.
+
+A backend is one folder under ``rowback/store`` plus one line in ``registry.py``; the
+contract suite in ``tests/contract`` runs every backend through the same tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rowback.model import Change, Quarantined, WriteStats
+from rowback.when import Point
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; callers and contract tests branch on these, not on types."""
+
+    atomic_position: bool
+    """Changes and the source position commit together, so a crash never duplicates."""
+    differential: bool
+    """Updates store only the columns that changed."""
+    single_process: bool
+    """Only one process may open the store while it is being written."""
+
+
+@dataclass
+class Result:
+    """Rows of a query, with hints (``json``, ``numeric``, ``bytea``…) for rendering."""
+
+    columns: list[str]
+    rows: Iterable[Sequence[object]]
+    types: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """A captured table as the store knows it."""
+
+    source: str
+    schema: str
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    versions: int
+    live_rows: int
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+class Store(Protocol):
+    """A shadow store backend."""
+
+    capabilities: Capabilities
+
+    def write(
+        self, changes: Sequence[Change], source: str, position: Mapping[str, Any]
+    ) -> WriteStats:
+        """Apply ``changes`` in order and record ``position`` for ``source``, atomically."""
+        ...
+
+    def position(self, source: str) -> dict[str, Any] | None:
+        """The last position recorded for ``source`` (None before its first write)."""
+        ...
+
+    def reset_tables(self, source: str, tables: Iterable[str]) -> None:
+        """Forget all history of these ``schema.table`` names (a snapshot is being redone)."""
+        ...
+
+    def tables(self) -> list[TableInfo]: ...
+
+    def asof(self, table: str, point: Point, where: str | None = None) -> Result:
+        """The whole table as it was at ``point``."""
+        ...
+
+    def history(self, table: str, key: Sequence[str]) -> Result:
+        """Every version of one row, oldest first, with before and after images."""
+        ...
+
+    def changes(
+        self,
+        table: str | None = None,
+        since: Point | None = None,
+        until: Point | None = None,
+        txid: int | None = None,
+    ) -> Result:
+        """The change log, in commit order."""
+        ...
+
+    def tx(self, txid: int) -> Result:
+        """Everything one transaction did, with before and after images."""
+        ...
+
+    def quarantine(self, items: Sequence[Quarantined]) -> None:
+        """Keep inputs that could not be turned into changes."""
+        ...
+
+    def quarantined(self, source: str | None = None) -> Result: ...
+
+    def close(self) -> None: ...

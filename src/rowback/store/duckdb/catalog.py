@@ -1,0 +1,177 @@
+"""The embedded store's catalog: tables, their column versions and physical layout.
+
+Every captured table gets two DuckDB tables:
+
+- ``h_<id>``, its history: one row per change, typed columns ``c<phys>`` holding only
+  what changed, bit masks ``_m<w>`` saying which columns were written (so a written
+  NULL differs from "unchanged"), and ``_pos`` (the store's global order), ``_lsn``,
+  ``_seq``, ``_txid``, ``_ts``, ``_op``;
+- ``s_<id>``, its head: the current row per key as PostgreSQL text, used to diff the
+  next change, fill TOAST-unchanged values, and answer recent as-of queries backwards.
+
+A column added, dropped or retyped gets a new physical column; old ones stay, so
+history written under any schema version stays readable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from rowback.model import TableSchema
+from rowback.store.duckdb.types import Physical, physical
+
+CATALOG_DDL = """
+CREATE TABLE IF NOT EXISTS _rb_meta (k VARCHAR, v VARCHAR);
+CREATE TABLE IF NOT EXISTS _rb_tables (
+    id INTEGER, source VARCHAR, schema_name VARCHAR, table_name VARCHAR, created_pos UBIGINT);
+CREATE TABLE IF NOT EXISTS _rb_columns (
+    table_id INTEGER, phys INTEGER, name VARCHAR, pg_type VARCHAR, is_key BOOLEAN,
+    added_pos UBIGINT, dropped_pos UBIGINT);
+CREATE TABLE IF NOT EXISTS _rb_positions (source VARCHAR, position VARCHAR, updated TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS _rb_tx (
+    pos_lo UBIGINT, pos_hi UBIGINT, lsn UBIGINT, txid UBIGINT, ts TIMESTAMPTZ, source VARCHAR);
+CREATE TABLE IF NOT EXISTS _rb_quarantine (
+    id BIGINT, source VARCHAR, location VARCHAR, line BIGINT, error VARCHAR, raw BLOB, quarantined_at TIMESTAMPTZ);
+"""
+
+MASK_BITS = 64
+
+
+@dataclass
+class PhysColumn:
+    """A physical column: one (name, type) lifetime of a logical column."""
+
+    phys: int
+    name: str
+    pg_type: str
+    key: bool
+    added_pos: int
+    dropped_pos: int | None = None
+
+    @property
+    def physical(self) -> Physical:
+        return physical(self.pg_type)
+
+    def alive_at(self, pos: int) -> bool:
+        return self.added_pos <= pos and (self.dropped_pos is None or self.dropped_pos > pos)
+
+
+@dataclass
+class Table:
+    """A captured table and where each of its schema versions' columns live."""
+
+    id: int
+    source: str
+    schema: str
+    name: str
+    created_pos: int
+    columns: list[PhysColumn] = field(default_factory=list)
+    # id(TableSchema) -> physical index of each of its columns; a source reuses one
+    # TableSchema object per relation version, so this is a cheap identity cache.
+    _layouts: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    _schemas: dict[int, TableSchema] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def hist(self) -> str:
+        return f"h_{self.id}"
+
+    @property
+    def head(self) -> str:
+        return f"s_{self.id}"
+
+    @property
+    def alive(self) -> list[PhysColumn]:
+        return [c for c in self.columns if c.dropped_pos is None]
+
+    @property
+    def key_columns(self) -> list[PhysColumn]:
+        return [c for c in self.alive if c.key] or [c for c in self.columns if c.key]
+
+    def mask_words(self) -> int:
+        return max(1, (len(self.columns) + MASK_BITS - 1) // MASK_BITS)
+
+    def layout(self, schema: TableSchema) -> tuple[int, ...] | None:
+        """Physical positions of ``schema``'s columns, or None if it is a new version."""
+        got = self._layouts.get(id(schema))
+        if got is not None and self._schemas[id(schema)] is schema:
+            return got
+        alive = {(c.name, c.pg_type): c.phys for c in self.alive}
+        try:
+            found = tuple(alive[(c.name, c.type)] for c in schema.columns)
+        except KeyError:
+            return None
+        if len(found) != len(alive):
+            return None
+        self._layouts[id(schema)] = found
+        self._schemas[id(schema)] = schema
+        return found
+
+
+def evolve(con: duckdb.DuckDBPyConnection, table: Table, schema: TableSchema, pos: int) -> None:
+    """Bring ``table`` to ``schema``'s columns at ``pos``: drop what is gone, add what is new."""
+    wanted = {(c.name, c.type): c for c in schema.columns}
+    for col in table.alive:
+        if (col.name, col.pg_type) not in wanted:
+            col.dropped_pos = pos
+            con.execute(
+                "UPDATE _rb_columns SET dropped_pos = ? WHERE table_id = ? AND phys = ?",
+                [pos, table.id, col.phys],
+            )
+    have = {(c.name, c.pg_type) for c in table.alive}
+    for c in schema.columns:
+        if (c.name, c.type) in have:
+            continue
+        words_before = table.mask_words()
+        new = PhysColumn(len(table.columns), c.name, c.type, c.key, pos)
+        table.columns.append(new)
+        con.execute(
+            "INSERT INTO _rb_columns VALUES (?, ?, ?, ?, ?, ?, NULL)",
+            [table.id, new.phys, c.name, c.type, c.key, pos],
+        )
+        con.execute(f'ALTER TABLE {table.hist} ADD COLUMN c{new.phys} {new.physical.duck}')
+        con.execute(f"ALTER TABLE {table.head} ADD COLUMN c{new.phys} VARCHAR")
+        if table.mask_words() > words_before:
+            con.execute(f"ALTER TABLE {table.hist} ADD COLUMN _m{words_before} UBIGINT DEFAULT 0")
+    table._layouts.clear()
+    table._schemas.clear()
+
+
+def create(
+    con: duckdb.DuckDBPyConnection, table_id: int, schema: TableSchema, pos: int
+) -> Table:
+    """Register a new captured table and create its history and head tables."""
+    t = Table(table_id, schema.source, schema.schema, schema.name, pos)
+    con.execute(
+        "INSERT INTO _rb_tables VALUES (?, ?, ?, ?, ?)",
+        [table_id, schema.source, schema.schema, schema.name, pos],
+    )
+    con.execute(
+        f"CREATE TABLE {t.hist} (_pos UBIGINT, _lsn UBIGINT, _seq UINTEGER, _txid UBIGINT, "
+        "_ts TIMESTAMPTZ, _op UTINYINT, _m0 UBIGINT)"
+    )
+    con.execute(f"CREATE TABLE {t.head} (_pos UBIGINT)")
+    evolve(con, t, schema, pos)
+    return t
+
+
+def load(con: duckdb.DuckDBPyConnection) -> dict[int, Table]:
+    """Read the whole catalog."""
+    tables = {
+        r[0]: Table(r[0], r[1], r[2], r[3], r[4])
+        for r in con.execute(
+            "SELECT id, source, schema_name, table_name, created_pos FROM _rb_tables"
+        ).fetchall()
+    }
+    rows = con.execute(
+        "SELECT table_id, phys, name, pg_type, is_key, added_pos, dropped_pos "
+        "FROM _rb_columns ORDER BY table_id, phys"
+    ).fetchall()
+    for tid, phys, name, pg_type, key, added, dropped in rows:
+        tables[tid].columns.append(PhysColumn(phys, name, pg_type, key, added, dropped))
+    return tables

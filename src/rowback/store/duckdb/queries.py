@@ -1,0 +1,319 @@
+"""Time-travel queries over the embedded store's differential history.
+
+Every point in time becomes a *bound*: the last store position (``_pos``) it includes.
+A row's state at a bound is, per column, the newest value written at or before it
+(``arg_max_null`` over versions whose mask bit says "written"), unless the row's newest
+version is a delete or a TRUNCATE came after it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import duckdb
+
+from rowback.errors import RowbackError
+from rowback.model import Op
+from rowback.render import to_json_value
+from rowback.store.base import Result
+from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table
+from rowback.when import AtLsn, AtTime, BeforeTx, Point, format_lsn
+
+Row = dict[str, object]
+
+
+def resolve(tables: Iterable[Table], name: str) -> Table:
+    """Find a table by ``schema.table`` (or ``source:schema.table``, or a unique bare name)."""
+    source, _, rest = name.rpartition(":")
+    schema, _, rel = rest.rpartition(".")
+    found = [
+        t
+        for t in tables
+        if t.name == rel and (not schema or t.schema == schema) and (not source or t.source == source)
+    ]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise RowbackError(f"no captured table {name!r} in the store (see `rowback tables`)")
+    names = ", ".join(sorted(f"{t.source}:{t.qualified}" for t in found))
+    raise RowbackError(f"table name {name!r} is ambiguous: {names}")
+
+
+def bound(con: duckdb.DuckDBPyConnection, point: Point) -> int:
+    """The last store position included in ``point``."""
+    if isinstance(point, AtTime):
+        got = con.execute("SELECT max(pos_hi) FROM _rb_tx WHERE ts <= ?", [point.ts]).fetchone()
+    elif isinstance(point, AtLsn):
+        got = con.execute("SELECT max(pos_hi) FROM _rb_tx WHERE lsn <= ?", [point.lsn]).fetchone()
+    elif isinstance(point, BeforeTx):
+        got = con.execute(
+            "SELECT min(pos_lo) - 1 FROM _rb_tx WHERE txid = ?", [point.txid]
+        ).fetchone()
+        if got is None or got[0] is None:
+            raise RowbackError(f"transaction {point.txid} is not in the store")
+    else:  # pragma: no cover - Point is a closed union
+        raise TypeError(point)
+    return int(got[0]) if got and got[0] is not None else 0
+
+
+def _written(c: PhysColumn) -> str:
+    word, bit = divmod(c.phys, MASK_BITS)
+    return f"(_m{word} & {1 << bit}::UBIGINT) <> 0"
+
+
+def _fold_sql(t: Table, cols: list[PhysColumn], where: str) -> str:
+    """Per-key state at a bound: newest written value of every column."""
+    keys = [c for c in cols if c.key] or t.key_columns
+    sel = [f'c{c.phys} AS "{c.name}"' for c in keys]
+    sel += [
+        f'arg_max_null(c{c.phys}, _pos) FILTER (WHERE {_written(c)}) AS "{c.name}"'
+        for c in cols
+        if not c.key
+    ]
+    group = ", ".join(f"c{c.phys}" for c in keys)
+    return (
+        f"SELECT {', '.join(sel)} FROM {t.hist} WHERE {where} AND _op <> {Op.TRUNCATE} "
+        f"GROUP BY {group} HAVING arg_max(_op, _pos) <> {Op.DELETE}"
+    )
+
+
+def _hints(cols: Sequence[PhysColumn]) -> dict[str, str]:
+    return {c.name: h for c in cols if (h := c.physical.hint)}
+
+
+def asof(
+    con: duckdb.DuckDBPyConnection, t: Table, point: Point, where: str | None = None
+) -> Result:
+    """The whole table at ``point``, read backwards from the head when that is cheaper."""
+    b = bound(con, point)
+    cols = [c for c in t.columns if c.alive_at(max(b, t.created_pos))]
+    order = [c for c in cols if c.key] + [c for c in cols if not c.key]
+    keys = [c for c in order if c.key]
+    truncated = con.execute(
+        f"SELECT coalesce(max(_pos), 0) FROM {t.hist} WHERE _op = {Op.TRUNCATE} AND _pos <= ?",
+        [b],
+    ).fetchone()
+    t0 = int(truncated[0]) if truncated else 0
+    stats = con.execute(
+        f"SELECT count(*) FILTER (WHERE _pos > $b), count(*) FILTER (WHERE _pos <= $b), "
+        f"count(*) FILTER (WHERE _pos > $b AND _op = {Op.TRUNCATE}) FROM {t.hist}",
+        {"b": b},
+    ).fetchone()
+    after, before, trunc_after = stats if stats else (0, 0, 0)
+    fold_where = f"_pos <= {b} AND _pos > {t0}"
+    if trunc_after == 0 and after < before:
+        on_head = " AND ".join(f"{c.physical.cast(f's.c{c.phys}')} = k.c{c.phys}" for c in keys)
+        on_hist = " AND ".join(f"h.c{c.phys} = k.c{c.phys}" for c in keys)
+        head_sel = ", ".join(f'{c.physical.cast(f"s.c{c.phys}")} AS "{c.name}"' for c in order)
+        touched = (
+            f"SELECT DISTINCT {', '.join(f'c{c.phys}' for c in keys)} FROM {t.hist} "
+            f"WHERE _pos > {b} AND _op <> {Op.TRUNCATE}"
+        )
+        fold = _fold_sql(t, order, fold_where).replace(
+            f"FROM {t.hist} WHERE", f"FROM {t.hist} h SEMI JOIN _touched k ON {on_hist} WHERE", 1
+        )
+        sql = (
+            f"WITH _touched AS ({touched}) "
+            f"SELECT {head_sel} FROM {t.head} s ANTI JOIN _touched k ON {on_head} "
+            f"UNION ALL {fold}"
+        )
+    else:
+        sql = _fold_sql(t, order, fold_where)
+    if where:
+        sql = f"SELECT * FROM ({sql}) AS {t.name} WHERE {where}"
+    try:
+        cur = con.execute(sql)
+    except duckdb.Error as e:
+        raise RowbackError(f"--where {where!r}: {str(e).splitlines()[0]}") from None
+    return Result([c.name for c in order], _fetch(cur), _hints(order))
+
+
+def _fetch(cur: duckdb.DuckDBPyConnection, size: int = 10_000) -> Iterator[tuple[Any, ...]]:
+    while rows := cur.fetchmany(size):
+        yield from rows
+
+
+def _version_sql(t: Table, where: str) -> str:
+    masks = ", ".join(f"_m{w}" for w in range(t.mask_words()))
+    vals = ", ".join(f"c{c.phys}" for c in t.columns)
+    return (
+        f"SELECT _pos, _lsn, _txid, _ts, _op, {masks}, {vals} FROM {t.hist} "
+        f"WHERE {where} ORDER BY _pos"
+    )
+
+
+class _Folder:
+    """Replays versions of rows into full before/after images (JSON-ready values)."""
+
+    def __init__(self, t: Table) -> None:
+        self.t = t
+        self.words = t.mask_words()
+        self.base = 5 + self.words
+
+    def decode(self, r: Sequence[Any]) -> tuple[Op, dict[str, object], dict[str, object]]:
+        """The op, the key, and the written columns of one version row."""
+        op = Op(r[4])
+        mask = 0
+        for w in range(self.words):
+            mask |= int(r[5 + w] or 0) << (w * MASK_BITS)
+        key: dict[str, object] = {}
+        written: dict[str, object] = {}
+        for c in self.t.columns:
+            v = r[self.base + c.phys]
+            if c.key:
+                key[c.name] = to_json_value(v, c.physical.hint)
+            if (mask >> c.phys) & 1:
+                written[c.name] = to_json_value(v, c.physical.hint)
+        return op, key, written
+
+    def step(
+        self, state: Row | None, op: Op, written: Row, pos: int
+    ) -> tuple[Row | None, Row | None]:
+        """Apply one version to ``state``; return (before, after)."""
+        if op in (Op.DELETE, Op.TRUNCATE):
+            return state, None
+        alive = [c.name for c in self.t.columns if c.alive_at(pos)]
+        if op in (Op.INSERT, Op.SNAPSHOT) or state is None:
+            return (None if op != Op.UPDATE else state), {n: written.get(n) for n in alive}
+        after = {n: written[n] if n in written else state.get(n) for n in alive}
+        return state, after
+
+
+def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Result:
+    """Every version of one row, oldest first."""
+    keys = t.key_columns
+    if len(key) != len(keys):
+        names = ", ".join(c.name for c in keys)
+        raise RowbackError(f"{t.qualified} has key ({names}): give {len(keys)} value(s)")
+    match = " AND ".join(f"c{c.phys} = ?" for c in keys)
+    try:
+        rows = con.execute(
+            _version_sql(t, f"({match}) OR _op = {Op.TRUNCATE}"), list(key)
+        ).fetchall()
+    except duckdb.ConversionException as e:
+        raise RowbackError(f"--key {','.join(key)}: {str(e).splitlines()[0]}") from None
+    folder = _Folder(t)
+    out: list[tuple[object, ...]] = []
+    state: Row | None = None
+    for r in rows:
+        op, _, written = folder.decode(r)
+        if op is Op.TRUNCATE and state is None:
+            continue
+        before, after = folder.step(state, op, written, r[0])
+        changed = sorted(written) if op is Op.UPDATE else []
+        out.append((r[3], r[2], format_lsn(r[1]), op.label, before, after, changed))
+        state = after
+    cols = ["time", "txid", "lsn", "op", "before", "after", "changed"]
+    return Result(cols, out, {"before": "row", "after": "row", "changed": "changed"})
+
+
+def pos_range(
+    con: duckdb.DuckDBPyConnection, since: Point | None, until: Point | None
+) -> tuple[int, int]:
+    lo = bound(con, since) + 1 if since is not None else 0
+    hi = bound(con, until) if until is not None else 2**63
+    return lo, hi
+
+
+def changes(
+    con: duckdb.DuckDBPyConnection,
+    tables: list[Table],
+    since: Point | None,
+    until: Point | None,
+    txid: int | None,
+) -> Result:
+    """The change log across ``tables`` in commit order: what each change wrote."""
+    lo, hi = pos_range(con, since, until)
+    where = f"_pos BETWEEN {lo} AND {hi}"
+    if txid is not None:
+        where += f" AND _txid = {int(txid)}"
+    streams = [_change_rows(con, t, where) for t in tables]
+    merged = (r[1:] for r in heapq.merge(*streams, key=lambda r: r[0]))
+    cols = ["time", "txid", "lsn", "table", "op", "key", "changed"]
+    return Result(cols, merged, {"key": "row", "changed": "row"})
+
+
+def _change_rows(con: duckdb.DuckDBPyConnection, t: Table, where: str) -> Iterator[tuple[Any, ...]]:
+    folder = _Folder(t)
+    cur = con.cursor()
+    cur.execute(_version_sql(t, where))
+    for r in _fetch(cur):
+        op, key, written = folder.decode(r)
+        yield (r[0], r[3], r[2], format_lsn(r[1]), t.qualified, op.label, key, written)
+
+
+def tx(con: duckdb.DuckDBPyConnection, tables: list[Table], txid: int) -> Result:
+    """Everything one transaction did, with full before and after images."""
+    ranges = con.execute(
+        "SELECT min(pos_lo), max(pos_hi) FROM _rb_tx WHERE txid = ?", [txid]
+    ).fetchone()
+    if not ranges or ranges[0] is None:
+        raise RowbackError(f"transaction {txid} is not in the store")
+    lo, hi = int(ranges[0]), int(ranges[1])
+    out: list[tuple[Any, ...]] = []
+    for t in tables:
+        out.extend(_tx_rows(con, t, lo, hi, txid))
+    out.sort(key=lambda r: r[0])
+    cols = ["time", "lsn", "table", "op", "key", "before", "after", "changed"]
+    rows = [r[1:] for r in out]
+    return Result(cols, rows, {"key": "row", "before": "row", "after": "row", "changed": "changed"})
+
+
+def _tx_rows(
+    con: duckdb.DuckDBPyConnection, t: Table, lo: int, hi: int, txid: int
+) -> list[tuple[Any, ...]]:
+    rows = con.execute(
+        _version_sql(t, f"_pos BETWEEN {lo} AND {hi} AND _txid = {int(txid)}")
+    ).fetchall()
+    if not rows:
+        return []
+    folder = _Folder(t)
+    keys = [c for c in t.columns if c.key]
+    states = _states_before(con, t, folder, rows, lo)
+    out = []
+    for r in rows:
+        op, key, written = folder.decode(r)
+        k = tuple(r[folder.base + c.phys] for c in keys)
+        before, after = folder.step(states.get(k), op, written, r[0])
+        if op is Op.TRUNCATE:
+            before, key = None, {}
+        states[k] = after
+        changed = sorted(written) if op is Op.UPDATE else []
+        out.append(
+            (r[0], r[3], format_lsn(r[1]), t.qualified, op.label, key, before, after, changed)
+        )
+    return out
+
+
+def _states_before(
+    con: duckdb.DuckDBPyConnection,
+    t: Table,
+    folder: _Folder,
+    rows: list[tuple[Any, ...]],
+    lo: int,
+) -> dict[tuple[Any, ...], Row | None]:
+    """Full rows just before position ``lo`` for every key the versions in ``rows`` touch."""
+    keys = [c for c in t.columns if c.key]
+    wanted = {tuple(r[folder.base + c.phys] for c in keys) for r in rows if r[4] != Op.TRUNCATE}
+    if not wanted:
+        return {}
+    match = " OR ".join(
+        "(" + " AND ".join(f"c{c.phys} = ?" for c in keys) + ")" for _ in range(len(wanted))
+    )
+    args = [v for k in wanted for v in k]
+    truncated = con.execute(
+        f"SELECT coalesce(max(_pos), 0) FROM {t.hist} WHERE _op = {Op.TRUNCATE} AND _pos < ?",
+        [lo],
+    ).fetchone()
+    t0 = int(truncated[0]) if truncated else 0
+    prior = con.execute(
+        _version_sql(t, f"_pos < {lo} AND _pos > {t0} AND ({match})"), args
+    ).fetchall()
+    states: dict[tuple[Any, ...], Row | None] = {}
+    for r in prior:
+        k = tuple(r[folder.base + c.phys] for c in keys)
+        op, _, written = folder.decode(r)
+        _, states[k] = folder.step(states.get(k), op, written, r[0])
+    return states

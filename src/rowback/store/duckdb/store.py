@@ -1,0 +1,273 @@
+"""The embedded shadow store: one DuckDB file in one local directory, no server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from rowback.errors import RowbackError
+from rowback.model import Change, Quarantined, TableSchema, WriteStats
+from rowback.store.base import Capabilities, Result, TableInfo
+from rowback.store.duckdb import catalog, queries
+from rowback.store.duckdb.catalog import Table
+from rowback.store.duckdb.writer import diff_changes, fetch_head, write_head
+from rowback.when import Point
+
+FILE_NAME = "rowback.duckdb"
+
+
+class DuckDBStore:
+    """Shadow store in ``<path>/rowback.duckdb``.
+
+    DuckDB allows one writing process per file, so capture owns the store while it runs;
+    readers in other processes open it read-only once capture has stopped.
+    """
+
+    capabilities = Capabilities(atomic_position=True, differential=True, single_process=True)
+
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        self.path = Path(path)
+        file = self.path / FILE_NAME
+        if read_only and not file.exists():
+            raise RowbackError(f"no store at {self.path} (nothing captured yet?)")
+        if not read_only:
+            self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(file), read_only=read_only)
+        except duckdb.IOException as e:
+            msg = str(e).splitlines()[0]
+            if "lock" in msg.lower():
+                raise RowbackError(
+                    f"store {self.path} is in use by another process (a running capture?): "
+                    "stop it, or query through it"
+                ) from None
+            raise RowbackError(f"cannot open store {self.path}: {msg}") from None
+        self.read_only = read_only
+        if not read_only:
+            self._con.execute(catalog.CATALOG_DDL)
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            self._tables = catalog.load(self._con)
+        except duckdb.CatalogException:
+            self._tables = {}
+        self._by_name = {(t.source, t.schema, t.name): t for t in self._tables.values()}
+        got = self._con.execute("SELECT v FROM _rb_meta WHERE k = 'next_pos'").fetchone()
+        self._next_pos = int(got[0]) if got else 1
+
+    # -- writing ---------------------------------------------------------------------
+
+    def write(
+        self,
+        changes: Sequence[Change],
+        source: str,
+        position: Mapping[str, Any],
+        schemas: Sequence[TableSchema] = (),
+    ) -> WriteStats:
+        """Apply ``changes`` in order and record ``position``, in one transaction."""
+        stats = WriteStats()
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            pending: dict[int, list[tuple[int, Change, tuple[int, ...]]]] = {}
+            txs: list[list[int]] = []  # [pos_lo, pos_hi, lsn, txid, commit_us]
+            pos = self._next_pos
+            for s in schemas:
+                self._layout(s, pos, pending, stats)
+            if schemas and not changes:
+                now = int(datetime.now(UTC).timestamp() * 1_000_000)
+                txs.append([pos, pos, int(position.get("lsn", 0)), 0, now])
+                pos += 1
+            for ch in changes:
+                table, layout = self._layout(ch.table, pos, pending, stats)
+                pending.setdefault(table.id, []).append((pos, ch, layout))
+                if txs and txs[-1][3] == ch.txid and txs[-1][2] == ch.lsn:
+                    txs[-1][1] = pos
+                else:
+                    txs.append([pos, pos, ch.lsn, ch.txid, ch.commit_us])
+                pos += 1
+            for tid in list(pending):
+                self._flush(self._tables[tid], pending.pop(tid), stats)
+            self._record(txs, source, position, pos)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            self._load()
+            raise
+        self._next_pos = pos
+        stats.written = len(changes)
+        return stats
+
+    def _layout(
+        self,
+        schema: TableSchema,
+        pos: int,
+        pending: dict[int, list[tuple[int, Change, tuple[int, ...]]]],
+        stats: WriteStats,
+    ) -> tuple[Table, tuple[int, ...]]:
+        table = self._by_name.get((schema.source, schema.schema, schema.name))
+        if table is None:
+            tid = max(self._tables, default=0) + 1
+            table = catalog.create(self._con, tid, schema, pos)
+            self._tables[tid] = table
+            self._by_name[(schema.source, schema.schema, schema.name)] = table
+        layout = table.layout(schema)
+        if layout is None:
+            if table.id in pending:
+                self._flush(table, pending.pop(table.id), stats)
+            catalog.evolve(self._con, table, schema, pos)
+            layout = table.layout(schema)
+            assert layout is not None
+        return table, layout
+
+    def _flush(
+        self, table: Table, items: list[tuple[int, Change, tuple[int, ...]]], stats: WriteStats
+    ) -> None:
+        keys = {ch.key for _, ch, _ in items if ch.key is not None}
+        prev = fetch_head(self._con, table, keys)
+        batch, touched, cleared = diff_changes(table, items, prev, stats)
+        batch.insert(self._con)
+        write_head(self._con, table, touched, cleared)
+
+    def _record(
+        self, txs: list[list[int]], source: str, position: Mapping[str, Any], next_pos: int
+    ) -> None:
+        con = self._con
+        if txs:
+            cols = list(zip(*txs, strict=True))
+            tbl = pa.table(
+                {
+                    "pos_lo": pa.array(cols[0], pa.uint64()),
+                    "pos_hi": pa.array(cols[1], pa.uint64()),
+                    "lsn": pa.array(cols[2], pa.uint64()),
+                    "txid": pa.array(cols[3], pa.uint64()),
+                    "ts": pa.array(cols[4], pa.timestamp("us", tz="UTC")),
+                }
+            )
+            con.register("_rb_txs", tbl)
+            try:
+                con.execute("INSERT INTO _rb_tx SELECT *, ? FROM _rb_txs", [source])
+            finally:
+                con.unregister("_rb_txs")
+        con.execute("DELETE FROM _rb_positions WHERE source = ?", [source])
+        con.execute(
+            "INSERT INTO _rb_positions VALUES (?, ?, now())",
+            [source, orjson.dumps(dict(position)).decode()],
+        )
+        con.execute("DELETE FROM _rb_meta WHERE k = 'next_pos'")
+        con.execute("INSERT INTO _rb_meta VALUES ('next_pos', ?)", [str(next_pos)])
+
+    def position(self, source: str) -> dict[str, Any] | None:
+        got = self._con.execute(
+            "SELECT position FROM _rb_positions WHERE source = ?", [source]
+        ).fetchone()
+        return dict(orjson.loads(got[0])) if got else None
+
+    def reset_tables(self, source: str, tables: Iterable[str]) -> None:
+        """Drop the history of ``tables`` so their snapshot can be taken again."""
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for name in tables:
+                schema, _, rel = name.partition(".")
+                t = self._by_name.get((source, schema, rel))
+                if t is None:
+                    continue
+                con.execute(f"DROP TABLE {t.hist}")
+                con.execute(f"DROP TABLE {t.head}")
+                con.execute("DELETE FROM _rb_columns WHERE table_id = ?", [t.id])
+                con.execute("DELETE FROM _rb_tables WHERE id = ?", [t.id])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            self._load()
+
+    def quarantine(self, items: Sequence[Quarantined]) -> None:
+        if not items:
+            return
+        got = self._con.execute("SELECT coalesce(max(id), 0) FROM _rb_quarantine").fetchone()
+        first = int(got[0]) + 1 if got else 1
+        self._con.executemany(
+            "INSERT INTO _rb_quarantine VALUES (?, ?, ?, ?, ?, ?, now())",
+            [
+                [first + i, q.source, q.location, q.line, q.error, q.raw]
+                for i, q in enumerate(items)
+            ],
+        )
+
+    # -- reading ---------------------------------------------------------------------
+
+    def tables(self) -> list[TableInfo]:
+        out = []
+        for t in sorted(self._tables.values(), key=lambda t: (t.source, t.schema, t.name)):
+            live = self._con.execute(f"SELECT count(*) FROM {t.head}").fetchone()
+            out.append(
+                TableInfo(
+                    t.source,
+                    t.schema,
+                    t.name,
+                    tuple(c.name for c in t.alive),
+                    tuple(c.name for c in t.key_columns),
+                    len({c.added_pos for c in t.columns} | {c.dropped_pos for c in t.columns})
+                    - (1 if any(c.dropped_pos is None for c in t.columns) else 0),
+                    int(live[0]) if live else 0,
+                )
+            )
+        return out
+
+    def table(self, name: str) -> Table:
+        """Resolve ``schema.table``, ``source:schema.table`` or a bare unique name."""
+        return queries.resolve(self._tables.values(), name)
+
+    def asof(self, table: str, point: Point, where: str | None = None) -> Result:
+        return queries.asof(self._con, self.table(table), point, where)
+
+    def history(self, table: str, key: Sequence[str]) -> Result:
+        return queries.history(self._con, self.table(table), key)
+
+    def changes(
+        self,
+        table: str | None = None,
+        since: Point | None = None,
+        until: Point | None = None,
+        txid: int | None = None,
+    ) -> Result:
+        tables = [self.table(table)] if table else list(self._tables.values())
+        return queries.changes(self._con, tables, since, until, txid)
+
+    def tx(self, txid: int) -> Result:
+        return queries.tx(self._con, list(self._tables.values()), txid)
+
+    def quarantined(self, source: str | None = None) -> Result:
+        sql = "SELECT id, source, location, line, error, raw, quarantined_at FROM _rb_quarantine"
+        args: list[object] = []
+        if source:
+            sql += " WHERE source = ?"
+            args.append(source)
+        rows = self._con.execute(sql + " ORDER BY id", args).fetchall()
+        return Result(
+            ["id", "source", "location", "line", "error", "raw", "quarantined_at"],
+            [(*r[:5], r[5].decode("utf-8", "backslashreplace"), r[6]) for r in rows],
+        )
+
+    def sql(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query against the store (tests and benchmarks)."""
+        return self._con.execute(query, list(params)).fetchall()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> DuckDBStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

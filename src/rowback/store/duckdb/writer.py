@@ -1,0 +1,227 @@
+"""Turn a run of changes to one table into differential history rows and a new head.
+
+Each change is compared with the row's previous version (from the head, or from an
+earlier change in the same batch) so that only changed columns are stored, values the
+source left out (TOAST-unchanged) are filled in, and a before image that disagrees with
+history is reported as a gap instead of being trusted or ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+
+from rowback.model import Change, Op, Text, WriteStats
+from rowback.store.duckdb.catalog import MASK_BITS, Table
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Key = tuple[Text, ...]
+
+
+class HistoryBatch:
+    """Column buffers for the history rows of one table in one write."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        n = len(table.columns)
+        self.meta: dict[str, list[int]] = {k: [] for k in ("_pos", "_lsn", "_seq", "_txid", "_op")}
+        self.ts: list[int] = []
+        self.masks: list[list[int]] = [[] for _ in range(table.mask_words())]
+        self.values: list[list[Text]] = [[] for _ in range(n)]
+
+    def add(self, ch: Change, pos: int, mask: int, values: Sequence[Text]) -> None:
+        m = self.meta
+        m["_pos"].append(pos)
+        m["_lsn"].append(ch.lsn)
+        m["_seq"].append(ch.seq)
+        m["_txid"].append(ch.txid)
+        m["_op"].append(int(ch.op))
+        self.ts.append(ch.commit_us)
+        for w, words in enumerate(self.masks):
+            words.append((mask >> (w * MASK_BITS)) & ((1 << MASK_BITS) - 1))
+        for p, col in enumerate(self.values):
+            col.append(values[p] if p < len(values) else None)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def insert(self, con: duckdb.DuckDBPyConnection) -> None:
+        if not self.ts:
+            return
+        arrays: dict[str, pa.Array] = {
+            "_pos": pa.array(self.meta["_pos"], pa.uint64()),
+            "_lsn": pa.array(self.meta["_lsn"], pa.uint64()),
+            "_seq": pa.array(self.meta["_seq"], pa.uint32()),
+            "_txid": pa.array(self.meta["_txid"], pa.uint64()),
+            "_ts": pa.array(self.ts, pa.timestamp("us", tz="UTC")),
+            "_op": pa.array(self.meta["_op"], pa.uint8()),
+        }
+        for w, words in enumerate(self.masks):
+            arrays[f"_m{w}"] = pa.array(words, pa.uint64())
+        for p, col in enumerate(self.values):
+            arrays[f"c{p}"] = pa.array(col, pa.string())
+        batch = pa.table(arrays)
+        cols = list(arrays)
+        exprs = [
+            c if c.startswith("_") else self.table.columns[int(c[1:])].physical.cast(c)
+            for c in cols
+        ]
+        con.register("_rb_batch", batch)
+        try:
+            con.execute(
+                f"INSERT INTO {self.table.hist} ({', '.join(cols)}) "
+                f"SELECT {', '.join(exprs)} FROM _rb_batch"
+            )
+        finally:
+            con.unregister("_rb_batch")
+
+
+def fetch_head(
+    con: duckdb.DuckDBPyConnection, table: Table, keys: set[Key]
+) -> dict[Key, list[Text] | None]:
+    """Current rows (PostgreSQL text, physical layout) for ``keys``."""
+    if not keys:
+        return {}
+    kcols = [c.phys for c in table.key_columns]
+    key_tbl = pa.table(
+        {f"k{i}": pa.array([k[i] for k in keys], pa.string()) for i in range(len(kcols))}
+    )
+    on = " AND ".join(f"s.c{p} = k.k{i}" for i, p in enumerate(kcols))
+    ncols = len(table.columns)
+    sel = ", ".join(f"s.c{p}" for p in range(ncols))
+    con.register("_rb_keys", key_tbl)
+    try:
+        rows = con.execute(f"SELECT {sel} FROM {table.head} s JOIN _rb_keys k ON {on}").fetchall()
+    finally:
+        con.unregister("_rb_keys")
+    return {tuple(r[p] for p in kcols): list(r) for r in rows}
+
+
+def write_head(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    rows: dict[Key, tuple[int, list[Text] | None]],
+    cleared: bool,
+) -> None:
+    """Replace the head rows of every touched key (all of them after a TRUNCATE)."""
+    kcols = [c.phys for c in table.key_columns]
+    if cleared:
+        con.execute(f"DELETE FROM {table.head}")
+    elif rows:
+        key_tbl = pa.table(
+            {f"k{i}": pa.array([k[i] for k in rows], pa.string()) for i in range(len(kcols))}
+        )
+        on = " AND ".join(f"{table.head}.c{p} = k.k{i}" for i, p in enumerate(kcols))
+        con.register("_rb_keys", key_tbl)
+        try:
+            con.execute(f"DELETE FROM {table.head} USING _rb_keys k WHERE {on}")
+        finally:
+            con.unregister("_rb_keys")
+    live = [(pos, row) for pos, row in rows.values() if row is not None]
+    if not live:
+        return
+    n = len(table.columns)
+    arrays = {"_pos": pa.array([p for p, _ in live], pa.uint64())}
+    for p in range(n):
+        arrays[f"c{p}"] = pa.array([r[p] if p < len(r) else None for _, r in live], pa.string())
+    con.register("_rb_rows", pa.table(arrays))
+    try:
+        cols = ", ".join(arrays)
+        con.execute(f"INSERT INTO {table.head} ({cols}) SELECT {cols} FROM _rb_rows")
+    finally:
+        con.unregister("_rb_rows")
+
+
+def diff_changes(
+    table: Table,
+    changes: Sequence[tuple[int, Change, tuple[int, ...]]],
+    prev: dict[Key, list[Text] | None],
+    stats: WriteStats,
+) -> tuple[HistoryBatch, dict[Key, tuple[int, list[Text] | None]], bool]:
+    """Differential history rows for ``changes`` (pos, change, layout) against ``prev``."""
+    n = len(table.columns)
+    batch = HistoryBatch(table)
+    touched: dict[Key, tuple[int, list[Text] | None]] = {}
+    cleared = False
+    key_bits = 0
+    for c in table.key_columns:
+        key_bits |= 1 << c.phys
+    for pos, ch, layout in changes:
+        if ch.op is Op.TRUNCATE:
+            prev.clear()
+            touched.clear()
+            cleared = True
+            batch.add(ch, pos, 0, ())
+            continue
+        key = ch.key if ch.key is not None else ()
+        old = prev.get(key)
+        if ch.op is Op.DELETE:
+            row: list[Text] | None = None
+            values: list[Text] = [None] * n
+            for j, kc in enumerate(table.key_columns):
+                values[kc.phys] = key[j] if j < len(key) else None
+            batch.add(ch, pos, 0, values)
+        else:
+            after = ch.after or []
+            row = [None] * n
+            mask = 0
+            for i, p in enumerate(layout):
+                row[p] = after[i]
+                mask |= 1 << p
+            if ch.op is Op.UPDATE:
+                for i in ch.unchanged:
+                    p = layout[i]
+                    if old is None:
+                        mask &= ~(1 << p)
+                        _gap(stats, table, key, f"column {table.columns[p].name} unknown")
+                    else:
+                        row[p] = old[p]
+                if old is not None:
+                    _check_before(stats, table, key, ch, layout, old)
+                    mask = 0
+                    for p in layout:
+                        if row[p] != old[p]:
+                            mask |= 1 << p
+                values = [
+                    row[p] if (mask >> p) & 1 or (key_bits >> p) & 1 else None for p in range(n)
+                ]
+            else:
+                values = row
+            batch.add(ch, pos, mask, values)
+        prev[key] = row
+        touched[key] = (pos, row)
+    return batch, touched, cleared
+
+
+def _check_before(
+    stats: WriteStats,
+    table: Table,
+    key: Key,
+    ch: Change,
+    layout: tuple[int, ...],
+    old: list[Text],
+) -> None:
+    """A full before image (REPLICA IDENTITY FULL, Debezium) must equal our last version."""
+    before = ch.before
+    if before is None or len(before) != len(layout):
+        return
+    for i, p in enumerate(layout):
+        if i in ch.unchanged or before[i] == old[p]:
+            continue
+        _gap(stats, table, key, f"before image of {table.columns[p].name} differs from history")
+        return
+
+
+def _gap(stats: WriteStats, table: Table, key: Key, what: str) -> None:
+    stats.gaps += 1
+    if len(stats.gap_examples) < 10:
+        stats.gap_examples.append(f"{table.qualified} key {key}: {what}")
+
+
+def micros(ts: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
