@@ -1,1 +1,1 @@
-"""Rowback: a shadow of every row\x27s history, to catch and undo bad writes."""
+"""Rowback: a shadow of every row's history, to catch and undo bad writes."""

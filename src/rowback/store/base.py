@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rowback.model import Change, Quarantined, WriteStats
+from rowback.model import Change, Quarantined, TableSchema, WriteStats
 from rowback.when import Point
 
 
@@ -58,9 +58,18 @@ class Store(Protocol):
     capabilities: Capabilities
 
     def write(
-        self, changes: Sequence[Change], source: str, position: Mapping[str, Any]
+        self,
+        changes: Sequence[Change],
+        source: str,
+        position: Mapping[str, Any],
+        schemas: Sequence[TableSchema] = (),
+        quarantine: Sequence[Quarantined] = (),
     ) -> WriteStats:
-        """Apply ``changes`` in order and record ``position`` for ``source``, atomically."""
+        """Apply ``changes`` in order and record ``position`` for ``source``, atomically.
+
+        ``schemas`` registers table versions with no change yet; ``quarantine`` keeps
+        undecodable inputs in the same transaction.
+        """
         ...
 
     def position(self, source: str) -> dict[str, Any] | None:

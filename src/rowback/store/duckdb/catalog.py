@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS _rb_positions (source VARCHAR, position VARCHAR, upda
 CREATE TABLE IF NOT EXISTS _rb_tx (
     pos_lo UBIGINT, pos_hi UBIGINT, lsn UBIGINT, txid UBIGINT, ts TIMESTAMPTZ, source VARCHAR);
 CREATE TABLE IF NOT EXISTS _rb_quarantine (
-    id BIGINT, source VARCHAR, location VARCHAR, line BIGINT, error VARCHAR, raw BLOB, quarantined_at TIMESTAMPTZ);
+    id BIGINT, source VARCHAR, location VARCHAR, line BIGINT, error VARCHAR, raw BLOB,
+    quarantined_at TIMESTAMPTZ);
 """
 
 MASK_BITS = 64
@@ -134,7 +135,7 @@ def evolve(con: duckdb.DuckDBPyConnection, table: Table, schema: TableSchema, po
             "INSERT INTO _rb_columns VALUES (?, ?, ?, ?, ?, ?, NULL)",
             [table.id, new.phys, c.name, c.type, c.key, pos],
         )
-        con.execute(f'ALTER TABLE {table.hist} ADD COLUMN c{new.phys} {new.physical.duck}')
+        con.execute(f"ALTER TABLE {table.hist} ADD COLUMN c{new.phys} {new.physical.duck}")
         con.execute(f"ALTER TABLE {table.head} ADD COLUMN c{new.phys} VARCHAR")
         if table.mask_words() > words_before:
             con.execute(f"ALTER TABLE {table.hist} ADD COLUMN _m{words_before} UBIGINT DEFAULT 0")
@@ -142,9 +143,7 @@ def evolve(con: duckdb.DuckDBPyConnection, table: Table, schema: TableSchema, po
     table._schemas.clear()
 
 
-def create(
-    con: duckdb.DuckDBPyConnection, table_id: int, schema: TableSchema, pos: int
-) -> Table:
+def create(con: duckdb.DuckDBPyConnection, table_id: int, schema: TableSchema, pos: int) -> Table:
     """Register a new captured table and create its history and head tables."""
     t = Table(table_id, schema.source, schema.schema, schema.name, pos)
     con.execute(

@@ -31,7 +31,9 @@ def resolve(tables: Iterable[Table], name: str) -> Table:
     found = [
         t
         for t in tables
-        if t.name == rel and (not schema or t.schema == schema) and (not source or t.source == source)
+        if t.name == rel
+        and (not schema or t.schema == schema)
+        and (not source or t.source == source)
     ]
     if len(found) == 1:
         return found[0]

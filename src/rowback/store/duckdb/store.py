@@ -70,8 +70,14 @@ class DuckDBStore:
         source: str,
         position: Mapping[str, Any],
         schemas: Sequence[TableSchema] = (),
+        quarantine: Sequence[Quarantined] = (),
     ) -> WriteStats:
-        """Apply ``changes`` in order and record ``position``, in one transaction."""
+        """Apply ``changes`` in order and record ``position``, in one transaction.
+
+        ``schemas`` registers table versions that have no change yet (an empty table);
+        ``quarantine`` keeps the inputs that failed to decode alongside, so a crash can
+        neither lose them nor keep them twice.
+        """
         stats = WriteStats()
         con = self._con
         con.execute("BEGIN TRANSACTION")
@@ -96,6 +102,7 @@ class DuckDBStore:
             for tid in list(pending):
                 self._flush(self._tables[tid], pending.pop(tid), stats)
             self._record(txs, source, position, pos)
+            self._quarantine(quarantine)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -192,6 +199,16 @@ class DuckDBStore:
             self._load()
 
     def quarantine(self, items: Sequence[Quarantined]) -> None:
+        """Keep inputs that could not be decoded (outside any change write)."""
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            self._quarantine(items)
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+
+    def _quarantine(self, items: Sequence[Quarantined]) -> None:
         if not items:
             return
         got = self._con.execute("SELECT coalesce(max(id), 0) FROM _rb_quarantine").fetchone()
