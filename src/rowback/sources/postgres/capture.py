@@ -1,0 +1,395 @@
+"""Capture a PostgreSQL database into the shadow store over logical replication.
+
+The order of events that makes capture lossless and duplicate-free:
+
+1. the replication slot is created with an exported snapshot; the selected tables are
+   read under that snapshot and stored as SNAPSHOT rows at the slot's consistent point;
+2. the stream starts at the store's recorded position; changes are batched and written
+   to the store together with the new position in one transaction;
+3. only then is the position confirmed to PostgreSQL (``flush_lsn``), so WAL the store
+   does not yet hold is never released.
+
+A transaction split across several store writes records ``partial = (lsn, seq)``; after
+a crash PostgreSQL resends the whole transaction and the already-written part is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg2.extensions
+import psycopg2.extras
+from psycopg2 import sql
+
+from rowback.errors import RowbackError
+from rowback.model import Change, Op, TableSchema
+from rowback.sources.postgres import pgoutput as po
+from rowback.sources.postgres.decoder import Decoder
+from rowback.sources.postgres.source_catalog import SourceCatalog, connect, qualified
+from rowback.sources.postgres.spill import Spill
+from rowback.store.base import Store
+from rowback.when import format_lsn, parse_lsn
+
+SNAPSHOT_DONE = 2**64 - 1
+
+
+@dataclass
+class CaptureConfig:
+    dsn: str
+    source: str = "postgres"
+    slot: str = "rowback"
+    publication: str = "rowback"
+    tables: list[str] | None = None
+    batch_size: int = 20_000
+    flush_interval: float = 0.25
+    once: bool = False
+    rescan_interval: float = 10.0
+    spill_dir: Path | None = None
+
+
+@dataclass
+class CaptureStatus:
+    """Progress, reported after every store write."""
+
+    snapshot_rows: int = 0
+    changes: int = 0
+    transactions: int = 0
+    gaps: int = 0
+    lsn: int = 0
+    lag_s: float = 0.0
+    tables: list[str] = field(default_factory=list)
+    gap_examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Tx:
+    lsn: int
+    commit_us: int
+    xid: int
+    seq: int = 0
+
+
+class Capture:
+    """One capture session: ``run()`` until caught up (``once``) or ``stop()``."""
+
+    def __init__(
+        self,
+        config: CaptureConfig,
+        store: Store,
+        progress: Callable[[CaptureStatus], None] | None = None,
+    ) -> None:
+        self.cfg = config
+        self.store = store
+        self.progress = progress or (lambda s: None)
+        self.status = CaptureStatus()
+        self._stop = False
+        self.conn = connect(config.dsn)
+        self.conn.autocommit = True
+        self.cat = SourceCatalog(self.conn, config.source)
+        self.decoder = Decoder(config.source, self.cat.type_name, self.cat.key_columns)
+        self.pending: list[Change] = []
+        self.position: dict[str, Any] = {}
+        self.confirmed = 0
+        self._last_flush = time.monotonic()
+        self._cur: psycopg2.extras.ReplicationCursor | None = None
+
+    def stop(self) -> None:
+        """Ask ``run`` to write what it holds and return (safe from a signal handler)."""
+        self._stop = True
+
+    # -- set-up ----------------------------------------------------------------------
+
+    def _wanted_tables(self) -> list[str]:
+        if self.cfg.tables:
+            bad = [t for t in self.cfg.tables if "." not in t]
+            if bad:
+                raise RowbackError(f"--tables: give schema-qualified names, e.g. public.{bad[0]}")
+            for t in self.cfg.tables:
+                self.cat.schema_of(t)  # one-line error if missing or without a primary key
+            return list(dict.fromkeys(self.cfg.tables))
+        tables = self.cat.pk_tables()
+        if not tables:
+            raise RowbackError("the source has no tables with a primary key to capture")
+        return tables
+
+    def _replication_conn(self) -> psycopg2.extras.LogicalReplicationConnection:
+        conn = connect(
+            self.cfg.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
+        )
+        assert isinstance(conn, psycopg2.extras.LogicalReplicationConnection)
+        return conn
+
+    def _prepare(self) -> psycopg2.extras.ReplicationCursor:
+        """Make sure slot, publication and snapshot exist; return a cursor ready to stream."""
+        cfg = self.cfg
+        pos = self.store.position(cfg.source)
+        slot = self.cat.slot(cfg.slot)
+        tables = self._wanted_tables()
+        if pos is not None and pos.get("snapshot_lsn") is not None and slot is None:
+            raise RowbackError(
+                f"replication slot {cfg.slot!r} is gone, so changes after "
+                f"{format_lsn(int(pos['lsn']))} are lost: start a new store "
+                "(or drop this one) to take a fresh snapshot"
+            )
+        done = pos is not None and pos.get("snapshot_lsn") is not None
+        if not done:
+            if slot is not None:
+                if slot[2]:
+                    raise RowbackError(
+                        f"replication slot {cfg.slot!r} is in use by another process"
+                    )
+                self.cat.drop_slot(cfg.slot)  # its exported snapshot is gone: start over
+            self.store.reset_tables(cfg.source, (pos or {}).get("tables", {}).keys() | set(tables))
+            self.cat.ensure_publication(cfg.publication, tables)
+            repl = self._replication_conn()
+            cur = repl.cursor()
+            cp, snap = self._create_slot(cur, cfg.slot, temporary=False)
+            self.position = {"lsn": cp, "partial": None, "snapshot_lsn": None, "tables": {}}
+            self._snapshot(tables, snap, cp)
+            self.position["snapshot_lsn"] = cp
+            self.store.write([], cfg.source, self.position)
+            self.confirmed = cp
+            return cur
+        assert pos is not None
+        self.position = pos
+        self.confirmed = int(pos["lsn"])
+        for name, lsn in pos.get("tables", {}).items():
+            self.decoder.skip_before[name] = int(lsn)
+        late = [t for t in tables if t not in self.decoder.skip_before]
+        if late:
+            self._add_tables(late)
+        self.cat.ensure_publication(cfg.publication, list(self.decoder.skip_before))
+        return self._replication_conn().cursor()
+
+    def _create_slot(
+        self, cur: psycopg2.extras.ReplicationCursor, name: str, temporary: bool
+    ) -> tuple[int, str]:
+        tmp = " TEMPORARY" if temporary else ""
+        cur.execute(f'CREATE_REPLICATION_SLOT "{name}"{tmp} LOGICAL pgoutput EXPORT_SNAPSHOT')
+        row = cur.fetchone()
+        assert row is not None
+        return parse_lsn(row[1]), str(row[2])
+
+    def _snapshot(self, tables: list[str], snapshot: str, lsn: int) -> None:
+        """Store every row of ``tables`` as seen by the exported ``snapshot``."""
+        conn = connect(self.cfg.dsn)
+        try:
+            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            with conn.cursor() as c:
+                c.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+            now_us = int(time.time() * 1_000_000)
+            seq = 0
+            schemas = [self.cat.schema_of(t) for t in tables]
+            for schema in schemas:
+                cols = sql.SQL(", ").join(
+                    sql.SQL("{}::text").format(sql.Identifier(c.name)) for c in schema.columns
+                )
+                cur = conn.cursor(name=f"rowback_snap_{schema.name}"[:60])
+                cur.itersize = self.cfg.batch_size
+                cur.execute(
+                    sql.SQL("SELECT {} FROM ONLY {}").format(
+                        cols, qualified(schema.schema, schema.name)
+                    )
+                )
+                batch: list[Change] = []
+                for row in cur:
+                    seq += 1
+                    values = list(row)
+                    batch.append(
+                        Change(
+                            schema,
+                            Op.SNAPSHOT,
+                            schema.key_of(values),
+                            values,
+                            None,
+                            now_us,
+                            0,
+                            lsn,
+                            seq,
+                        )
+                    )
+                    if len(batch) >= self.cfg.batch_size:
+                        self._write_snapshot(batch, schema)
+                        batch = []
+                self._write_snapshot(batch, schema)
+                cur.close()
+                self.position["tables"][schema.qualified] = lsn
+                self.decoder.skip_before[schema.qualified] = lsn
+            self.store.write([], self.cfg.source, self.position, schemas=schemas)
+        finally:
+            conn.close()
+
+    def _write_snapshot(self, batch: list[Change], schema: TableSchema) -> None:
+        self.store.write(batch, self.cfg.source, self.position, schemas=[schema])
+        self.status.snapshot_rows += len(batch)
+        self.progress(self.status)
+
+    def _add_tables(self, tables: list[str]) -> None:
+        """Start capturing tables that appeared after the slot: snapshot each at a new
+        consistent point and ignore stream changes committed before it."""
+        self._flush()
+        self.store.reset_tables(self.cfg.source, tables)
+        self.cat.ensure_publication(self.cfg.publication, tables)
+        repl = self._replication_conn()
+        try:
+            cur = repl.cursor()
+            name = f"{self.cfg.slot}_add_{os.getpid()}"
+            cp, snap = self._create_slot(cur, name, temporary=True)
+            self._snapshot(tables, snap, cp)
+        finally:
+            repl.close()
+        self.status.tables = sorted(self.decoder.skip_before)
+
+    # -- streaming -------------------------------------------------------------------
+
+    def run(self) -> CaptureStatus:
+        """Capture until caught up (``once``) or until :meth:`stop`; returns the totals."""
+        cfg = self.cfg
+        cur = self._prepare()
+        self.status.tables = sorted(self.decoder.skip_before)
+        self.status.lsn = self.confirmed
+        spill = Spill(cfg.spill_dir or Path(f"/tmp/rowback-spill-{os.getpid()}"))
+        target = self.cat.current_lsn() if cfg.once else None
+        self._cur = cur
+        cur.start_replication(
+            slot_name=cfg.slot,
+            decode=False,
+            start_lsn=self.confirmed,
+            options={
+                "proto_version": "2",
+                "publication_names": cfg.publication,
+                "streaming": "on",
+            },
+        )
+        tx: _Tx | None = None
+        stream_xid: int | None = None
+        next_scan = time.monotonic() + cfg.rescan_interval
+        try:
+            while not self._stop:
+                msg = cur.read_message()
+                if msg is None:
+                    if tx is None and stream_xid is None:
+                        self._flush()
+                        if cur.wal_end > self.confirmed and not self.pending:
+                            self.confirmed = max(self.confirmed, cur.wal_end)
+                            cur.send_feedback(  # type: ignore[no-untyped-call]
+                                flush_lsn=self.confirmed
+                            )
+                        if target is not None and cur.wal_end >= target:
+                            break
+                        if cfg.tables is None and time.monotonic() > next_scan:
+                            next_scan = time.monotonic() + cfg.rescan_interval
+                            new = [
+                                t for t in self.cat.pk_tables() if t not in self.decoder.skip_before
+                            ]
+                            if new:
+                                self._add_tables(new)
+                    elif time.monotonic() - self._last_flush > cfg.flush_interval:
+                        self._flush(tx)
+                    cur.send_feedback(  # type: ignore[no-untyped-call]
+                        reply=target is not None
+                    )
+                    select.select([cur], [], [], 0.05 if target is not None else 0.2)
+                    continue
+                m = po.parse(msg.payload, stream_xid is not None)
+                if stream_xid is not None and not isinstance(m, po.StreamStop | po.Ignored):
+                    spill.append(stream_xid, msg.payload)
+                    continue
+                if isinstance(m, po.Begin):
+                    tx = _Tx(m.final_lsn, m.commit_us, m.xid)
+                    if m.final_lsn < self.confirmed:
+                        tx.seq = -(2**62)  # resent transaction the store already holds
+                elif isinstance(m, po.Commit):
+                    self._commit(tx, m.end_lsn)
+                    tx = None
+                elif isinstance(m, po.Relation):
+                    self.decoder.relation(m)
+                elif isinstance(m, po.Insert | po.Update | po.Delete | po.Truncate):
+                    assert tx is not None
+                    self._row(m, tx)
+                elif isinstance(m, po.StreamStart):
+                    stream_xid = m.xid
+                elif isinstance(m, po.StreamStop):
+                    stream_xid = None
+                elif isinstance(m, po.StreamAbort):
+                    spill.abort(m.xid, m.subxid)
+                elif isinstance(m, po.StreamCommit):
+                    self._replay(spill, m)
+                if len(self.pending) >= cfg.batch_size or (
+                    tx is None and time.monotonic() - self._last_flush > cfg.flush_interval
+                ):
+                    self._flush(tx)
+            self._flush(tx)
+        finally:
+            spill.close()
+            self._cur = None
+            cur.connection.close()
+            self.conn.close()
+        return self.status
+
+    def _row(
+        self,
+        m: po.Insert | po.Update | po.Delete | po.Truncate,
+        tx: _Tx,
+        overlay: dict[int, TableSchema] | None = None,
+    ) -> None:
+        if tx.seq < 0:
+            return
+        changes = self.decoder.changes(m, tx.lsn, tx.commit_us, tx.xid, tx.seq, overlay)
+        if not changes:
+            return
+        tx.seq = changes[-1].seq
+        partial = self.position.get("partial")
+        if partial and partial[0] == tx.lsn:
+            changes = [c for c in changes if c.seq > partial[1]]
+        self.pending.extend(changes)
+
+    def _commit(self, tx: _Tx | None, end_lsn: int) -> None:
+        if tx is not None and tx.seq > 0:
+            self.status.transactions += 1
+        self.position["lsn"] = max(int(self.position["lsn"]), end_lsn)
+        self.position["partial"] = None
+
+    def _replay(self, spill: Spill, m: po.StreamCommit) -> None:
+        """A streamed transaction committed: run its spilled messages through as one tx."""
+        tx = _Tx(m.commit_lsn, m.commit_us, m.xid)
+        if m.commit_lsn < self.confirmed:
+            tx.seq = -(2**62)
+        overlay: dict[int, TableSchema] = {}
+        for payload in spill.replay(m.xid):
+            msg = po.parse(payload, True)
+            if isinstance(msg, po.Relation):
+                self.decoder.relation(msg, into=overlay)
+            elif isinstance(msg, po.Insert | po.Update | po.Delete | po.Truncate):
+                self._row(msg, tx, overlay)
+                if len(self.pending) >= self.cfg.batch_size:
+                    self._flush(tx)
+        self._commit(tx, m.end_lsn)
+
+    def _flush(self, tx: _Tx | None = None) -> None:
+        """Write pending changes and the position; only then confirm it upstream."""
+        self._last_flush = time.monotonic()
+        if tx is not None and self.pending and self.pending[-1].lsn == tx.lsn:
+            self.position["partial"] = [tx.lsn, self.pending[-1].seq]
+        if not self.pending and int(self.position["lsn"]) <= self.confirmed:
+            return
+        stats = self.store.write(self.pending, self.cfg.source, self.position)
+        self.status.changes += len(self.pending)
+        self.status.gaps += stats.gaps
+        self.status.gap_examples.extend(stats.gap_examples[: 10 - len(self.status.gap_examples)])
+        if self.pending:
+            self.status.lag_s = max(0.0, time.time() - self.pending[-1].commit_us / 1e6)
+        self.pending = []
+        self.confirmed = max(self.confirmed, int(self.position["lsn"]))
+        if self._cur is not None:
+            self._cur.send_feedback(  # type: ignore[no-untyped-call]
+                flush_lsn=self.confirmed
+            )
+        self.status.lsn = self.confirmed
+        self.progress(self.status)

@@ -1,0 +1,116 @@
+"""Turn pgoutput row messages into :class:`~rowback.model.Change` objects.
+
+Relation messages describe a table version; one :class:`TableSchema` object is kept per
+version so the store can recognise it by identity. Old-row tuples are used two ways: the
+old key tells a key change apart (stored as delete + insert), and a full old row
+(REPLICA IDENTITY FULL) becomes ``before`` so the store can verify it against history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rowback.model import Change, Column, Op, TableSchema, Text
+from rowback.sources.postgres import pgoutput as po
+
+TypeName = Callable[[int, int], str]
+KeyNames = Callable[[int], set[str]]
+
+
+class Decoder:
+    """Keeps the relation cache and builds changes for one source."""
+
+    def __init__(self, source: str, type_name: TypeName, key_names: KeyNames) -> None:
+        self.source = source
+        self.type_name = type_name
+        self.key_names = key_names
+        self.relations: dict[int, TableSchema] = {}
+        self.skip_before: dict[str, int] = {}
+        """Per ``schema.table``: drop changes committed before this LSN (its snapshot)."""
+
+    def relation(self, msg: po.Relation, into: dict[int, TableSchema] | None = None) -> None:
+        keys = self.key_names(msg.relid)
+        cols = tuple(
+            Column(c.name, self.type_name(c.type_oid, c.typmod), c.name in keys)
+            for c in msg.columns
+        )
+        target = self.relations if into is None else into
+        old = target.get(msg.relid) or self.relations.get(msg.relid)
+        if (
+            old is not None
+            and old.columns == cols
+            and (old.schema, old.name) == (msg.namespace, msg.name)
+        ):
+            target[msg.relid] = old
+            return
+        target[msg.relid] = TableSchema(self.source, msg.namespace, msg.name, cols)
+
+    def wanted(self, t: TableSchema, lsn: int) -> bool:
+        """Is ``t`` captured, and was this change committed after its snapshot?"""
+        start = self.skip_before.get(t.qualified)
+        return start is not None and lsn >= start
+
+    def changes(
+        self,
+        msg: po.Insert | po.Update | po.Delete | po.Truncate,
+        lsn: int,
+        commit_us: int,
+        xid: int,
+        seq: int,
+        overlay: dict[int, TableSchema] | None = None,
+    ) -> list[Change]:
+        """The changes one row message stands for, numbered from ``seq``."""
+
+        def table(relid: int) -> TableSchema:
+            if overlay and relid in overlay:
+                return overlay[relid]
+            return self.relations[relid]
+
+        def make(
+            t: TableSchema,
+            op: Op,
+            key: tuple[Text, ...] | None,
+            after: list[Text] | None,
+            before: list[Text] | None = None,
+            unchanged: frozenset[int] = frozenset(),
+        ) -> Change:
+            nonlocal seq
+            seq += 1
+            return Change(t, op, key, after, before, commit_us, xid, lsn, seq, unchanged)
+
+        if isinstance(msg, po.Truncate):
+            out = []
+            for relid in msg.relids:
+                t = table(relid)
+                if self.wanted(t, lsn):
+                    out.append(make(t, Op.TRUNCATE, None, None))
+            return out
+        t = table(msg.relid)
+        if not self.wanted(t, lsn):
+            return []
+        if isinstance(msg, po.Insert):
+            row = _plain(msg.new)
+            return [make(t, Op.INSERT, t.key_of(row), row)]
+        if isinstance(msg, po.Delete):
+            old = _plain(msg.old)
+            before = old if msg.old_kind == "O" and po.UNCHANGED not in msg.old else None
+            return [make(t, Op.DELETE, t.key_of(old), None, before)]
+        new = _plain(msg.new)
+        unchanged = frozenset(i for i, v in enumerate(msg.new) if v is po.UNCHANGED)
+        key = t.key_of(new)
+        before = None
+        if msg.old is not None:
+            old = _plain(msg.old)
+            old_key = t.key_of(old)
+            if old_key != key:
+                return [
+                    make(t, Op.DELETE, old_key, None),
+                    make(t, Op.INSERT, key, new),
+                ]
+            if msg.old_kind == "O" and po.UNCHANGED not in msg.old:
+                before = old
+        return [make(t, Op.UPDATE, key, new, before, unchanged)]
+
+
+def _plain(values: po.Tuple) -> list[Text]:
+    return [None if v is po.UNCHANGED else v for v in values]  # type: ignore[misc]

@@ -1,0 +1,152 @@
+"""What capture asks the source database: tables, keys, type names, publications, slots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from rowback.errors import RowbackError
+from rowback.model import Column, TableSchema
+
+# Session settings that fix the text form of values, so that snapshot rows (``::text``)
+# and streamed rows (pgoutput's output functions) print every value the same way.
+SESSION_OPTIONS = (
+    "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres "
+    "-c extra_float_digits=3 -c bytea_output=hex"
+)
+
+_PK_TABLES = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_%%'
+  AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+ORDER BY 1, 2
+"""
+
+_COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+       coalesce(a.attnum = ANY(i.indkey), false)
+FROM pg_attribute a
+LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+
+def connect(dsn: str, **kw: Any) -> psycopg2.extensions.connection:
+    """A connection with the session settings capture relies on; one-line errors."""
+    try:
+        conn: psycopg2.extensions.connection = psycopg2.connect(dsn, options=SESSION_OPTIONS, **kw)
+        return conn
+    except psycopg2.OperationalError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "connection failed"
+        raise RowbackError(f"cannot connect to the source: {first}") from None
+
+
+def qualified(schema: str, table: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+class SourceCatalog:
+    """Catalog look-ups over one ordinary (non-replication) connection, cached."""
+
+    def __init__(self, conn: psycopg2.extensions.connection, source: str) -> None:
+        self.conn = conn
+        self.source = source
+        self._types: dict[tuple[int, int], str] = {}
+        self._keys: dict[int, set[str]] = {}
+
+    def query(self, q: str | sql.Composable, args: Any = None) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(q, args)
+            return list(cur.fetchall()) if cur.description else []
+
+    def pk_tables(self) -> list[str]:
+        """Every ordinary table with a primary key, as ``schema.table``."""
+        return [f"{s}.{t}" for s, t in self.query(_PK_TABLES)]
+
+    def schema_of(self, name: str) -> TableSchema:
+        """The current columns of ``schema.table`` as a :class:`TableSchema`."""
+        schema, _, table = name.partition(".")
+        reg = self.query("SELECT to_regclass(format('%%I.%%I', %s, %s))::oid", [schema, table])
+        if not reg or reg[0][0] is None:
+            raise RowbackError(f"table {name} does not exist on the source")
+        cols = self.query(_COLUMNS, [reg[0][0]])
+        if not any(key for _, _, key in cols):
+            raise RowbackError(f"table {name} has no primary key: Rowback needs one to track rows")
+        return TableSchema(
+            self.source, schema, table, tuple(Column(n, t, bool(k)) for n, t, k in cols)
+        )
+
+    def type_name(self, oid: int, typmod: int) -> str:
+        got = self._types.get((oid, typmod))
+        if got is None:
+            got = str(self.query("SELECT format_type(%s, %s)", [oid, typmod])[0][0])
+            self._types[(oid, typmod)] = got
+        return got
+
+    def key_columns(self, relid: int, refresh: bool = False) -> set[str]:
+        """Primary-key column names of a relation (by oid)."""
+        if refresh or relid not in self._keys:
+            rows = self.query(
+                "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+                "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+                "WHERE i.indrelid = %s AND i.indisprimary",
+                [relid],
+            )
+            self._keys[relid] = {r[0] for r in rows}
+        return self._keys[relid]
+
+    def published(self, publication: str) -> set[str] | None:
+        """Tables in ``publication``, or None when it does not exist."""
+        if not self.query("SELECT 1 FROM pg_publication WHERE pubname = %s", [publication]):
+            return None
+        rows = self.query(
+            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+            [publication],
+        )
+        return {f"{s}.{t}" for s, t in rows}
+
+    def ensure_publication(self, publication: str, tables: list[str]) -> list[str]:
+        """Create the publication or add missing tables to it; return the tables added."""
+        have = self.published(publication)
+        idents = [qualified(*t.split(".", 1)) for t in tables]
+        if have is None:
+            self.query(
+                sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+                    sql.Identifier(publication), sql.SQL(", ").join(idents)
+                )
+            )
+            return list(tables)
+        missing = [t for t in tables if t not in have]
+        if missing:
+            self.query(
+                sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+                    sql.Identifier(publication),
+                    sql.SQL(", ").join(qualified(*t.split(".", 1)) for t in missing),
+                )
+            )
+        return missing
+
+    def slot(self, name: str) -> tuple[str, int | None, bool] | None:
+        """(plugin, confirmed_flush_lsn, active) of a replication slot, or None."""
+        rows = self.query(
+            "SELECT plugin, confirmed_flush_lsn - '0/0'::pg_lsn, active "
+            "FROM pg_replication_slots WHERE slot_name = %s",
+            [name],
+        )
+        if not rows:
+            return None
+        plugin, lsn, active = rows[0]
+        return str(plugin), int(lsn) if lsn is not None else None, bool(active)
+
+    def drop_slot(self, name: str) -> None:
+        self.query("SELECT pg_drop_replication_slot(%s)", [name])
+
+    def current_lsn(self) -> int:
+        return int(self.query("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")[0][0])
