@@ -123,8 +123,9 @@ def asof(
         )
     else:
         sql = _fold_sql(t, order, fold_where)
-    if where:
-        sql = f"SELECT * FROM ({sql}) AS {t.name} WHERE {where}"
+    order_by = ", ".join(f'"{c.name}"' for c in keys)
+    sql = f"SELECT * FROM ({sql}) AS {t.name}" + (f" WHERE {where}" if where else "")
+    sql += f" ORDER BY {order_by}"
     try:
         cur = con.execute(sql)
     except duckdb.Error as e:
@@ -186,6 +187,8 @@ class _Folder:
 def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Result:
     """Every version of one row, oldest first."""
     keys = t.key_columns
+    if len(key) == 1 and len(keys) > 1:
+        key = key[0].split(",")
     if len(key) != len(keys):
         names = ", ".join(c.name for c in keys)
         raise RowbackError(f"{t.qualified} has key ({names}): give {len(keys)} value(s)")

@@ -1,0 +1,335 @@
+"""The ``rowback`` command: thin wrappers that build a library object and call one method.
+
+Exit codes scripts can rely on:
+0 success; 1 error (one line on stderr); 2 bad usage; 3 finished, but some input was
+quarantined; 4 finished, but history gaps were detected (a before image disagreed).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from rowback.errors import RowbackError
+from rowback.render import write_rows
+from rowback.store.base import Result, Store
+from rowback.store.registry import open_store, store_path
+from rowback.when import parse_when
+
+EXIT_ERROR, EXIT_USAGE, EXIT_QUARANTINED, EXIT_GAPS = 1, 2, 3, 4
+
+app = typer.Typer(
+    name="rowback",
+    help="Keep a queryable shadow of every row's history; look at any table as it was.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Fmt(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store", envvar="ROWBACK_STORE", help="Store directory [default: ./rowback-store]."
+    ),
+]
+FmtOpt = Annotated[
+    Fmt, typer.Option("--format", "-f", help="table, json (one object per line) or csv.")
+]
+WHEN_HELP = "ISO-8601 with zone, relative (-5m, 2h ago), lsn:0/16B3748 or tx:TXID (just before)."
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def _reader(store: str | None) -> Iterator[Store]:
+    s = open_store(store_path(store), read_only=True)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _emit(result: Result, fmt: Fmt) -> None:
+    write_rows(sys.stdout, fmt.value, result.columns, result.rows, result.types)
+
+
+@app.command()
+def capture(
+    source: Annotated[str, typer.Option("--source", help="libpq DSN or URL of the database.")],
+    store: StoreOpt = None,
+    tables: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated schema-qualified tables [default: all with a PK]."),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Capture up to now, then exit.")] = False,
+    name: Annotated[str, typer.Option(help="Source name in the store.")] = "postgres",
+    slot: Annotated[str, typer.Option(help="Replication slot to create or reuse.")] = "rowback",
+    publication: Annotated[str, typer.Option(help="Publication to create or reuse.")] = "rowback",
+    batch: Annotated[int, typer.Option(help="Changes per store write.", min=1)] = 20_000,
+    fmt: FmtOpt = Fmt.table,
+) -> None:
+    """Capture every row change of a PostgreSQL database into the store (pgoutput)."""
+    from rowback.progress import capture_progress
+    from rowback.sources.postgres.capture import Capture, CaptureConfig
+
+    cfg = CaptureConfig(
+        source,
+        source=name,
+        slot=slot,
+        publication=publication,
+        tables=[t.strip() for t in tables.split(",") if t.strip()] if tables else None,
+        batch_size=batch,
+        once=once,
+    )
+    s = open_store(store_path(store))
+    try:
+        with capture_progress(enabled=sys.stderr.isatty()) as progress:
+            cap = Capture(cfg, s, progress=progress)
+            previous = {sig: signal.signal(sig, lambda *_: cap.stop()) for sig in (2, 15)}
+            try:
+                status = cap.run()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+    finally:
+        s.close()
+    from rowback.when import format_lsn
+
+    row = (
+        ",".join(status.tables),
+        status.snapshot_rows,
+        status.changes,
+        status.transactions,
+        status.gaps,
+        format_lsn(status.lsn),
+    )
+    cols = ["tables", "snapshot_rows", "changes", "transactions", "gaps", "confirmed_lsn"]
+    write_rows(sys.stdout, fmt.value, cols, [row])
+    for example in status.gap_examples:
+        typer.echo(f"rowback: gap: {example}", err=True)
+    if status.gaps:
+        raise typer.Exit(EXIT_GAPS)
+
+
+@app.command()
+def doctor(
+    source: Annotated[str, typer.Option("--source", help="libpq DSN or URL of the database.")],
+    tables: Annotated[str | None, typer.Option(help="Comma-separated tables to check.")] = None,
+    slot: Annotated[str, typer.Option(help="Replication slot capture uses.")] = "rowback",
+    fmt: FmtOpt = Fmt.table,
+) -> None:
+    """Check what capture needs from the source, and print the exact fix for each problem."""
+    from rowback.sources.postgres.doctor import diagnose
+
+    checks = diagnose(source, [t.strip() for t in tables.split(",")] if tables else None, slot)
+    rows = [(c.check, c.status, c.detail, c.fix or "") for c in checks]
+    write_rows(sys.stdout, fmt.value, ["check", "status", "detail", "fix"], rows)
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command()
+def ingest(
+    file: Annotated[str | None, typer.Argument(help="File of events, or - for stdin.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Input format: debezium.")] = "debezium",
+    store: StoreOpt = None,
+    name: Annotated[str, typer.Option(help="Source name in the store.")] = "debezium",
+    key: Annotated[
+        list[str] | None,
+        typer.Option(help="Primary key of a table: schema.table=col1,col2 (repeatable)."),
+    ] = None,
+    nats: Annotated[
+        str | None, typer.Option(help="Consume from NATS JetStream at this URL.")
+    ] = None,
+    redis: Annotated[
+        str | None, typer.Option(help="Consume from a Redis stream at this URL.")
+    ] = None,
+    stream: Annotated[str | None, typer.Option(help="JetStream stream / Redis stream key.")] = None,
+    subject: Annotated[str | None, typer.Option(help="JetStream subject filter.")] = None,
+    group: Annotated[str, typer.Option(help="Durable consumer / consumer group.")] = "rowback",
+    once: Annotated[bool, typer.Option(help="Stop when the stream is drained.")] = False,
+) -> None:
+    """Ingest Debezium change events from a file, stdin, NATS JetStream or Redis Streams."""
+    if fmt != "debezium":
+        raise RowbackError(f"--format {fmt}: the only input format is debezium")
+    keys = _parse_keys(key or [])
+    from rowback.sources.debezium import ingest as dbz
+
+    s = open_store(store_path(store))
+    try:
+        if nats or redis:
+            if not stream:
+                raise RowbackError("--stream is required with --nats or --redis")
+            if nats:
+                from rowback.sources.debezium.nats import ingest_nats
+
+                report = ingest_nats(
+                    s,
+                    nats,
+                    stream,
+                    subject or f"{stream}.>",
+                    durable=group,
+                    source=name,
+                    keys=keys,
+                    once=once,
+                )
+            else:
+                assert redis is not None
+                from rowback.sources.debezium.redis import ingest_redis
+
+                report = ingest_redis(
+                    s, redis, stream, group=group, source=name, keys=keys, once=once
+                )
+        else:
+            if file is None:
+                raise RowbackError("give a FILE (or - for stdin), or --nats/--redis")
+            report = dbz.ingest_file(s, file, source=name, keys=keys, progress=sys.stderr.isatty())
+    finally:
+        s.close()
+    typer.echo(report.summary(), err=True)
+    for line in report.errors[:10]:
+        typer.echo(f"rowback: {line}", err=True)
+    if report.quarantined:
+        raise typer.Exit(EXIT_QUARANTINED)
+    if report.gaps:
+        raise typer.Exit(EXIT_GAPS)
+
+
+def _parse_keys(items: list[str]) -> dict[str, list[str]]:
+    keys: dict[str, list[str]] = {}
+    for item in items:
+        table, sep, cols = item.partition("=")
+        names = [c.strip() for c in cols.split(",") if c.strip()]
+        if not sep or "." not in table or not names:
+            raise RowbackError(f"--key {item!r}: expected schema.table=col1[,col2]")
+        keys[table.strip()] = names
+    return keys
+
+
+@app.command()
+def quarantine(
+    store: StoreOpt = None,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    fmt: FmtOpt = Fmt.table,
+) -> None:
+    """List inputs that could not be decoded: source, line, error and raw text."""
+    with _reader(store) as s:
+        _emit(s.quarantined(source), fmt)
+
+
+@app.command()
+def tables(store: StoreOpt = None, fmt: FmtOpt = Fmt.table) -> None:
+    """List captured tables with their key, columns and live row count."""
+    with _reader(store) as s:
+        rows = [
+            (t.source, t.qualified, ",".join(t.key), ",".join(t.columns), t.versions, t.live_rows)
+            for t in s.tables()
+        ]
+    cols = ["source", "table", "key", "columns", "schema_versions", "live_rows"]
+    write_rows(sys.stdout, fmt.value, cols, rows)
+
+
+@app.command()
+def asof(
+    table: Annotated[str, typer.Argument(help="schema.table (a bare name if unique).")],
+    at: Annotated[str, typer.Option("--at", help=WHEN_HELP)],
+    where: Annotated[
+        str | None, typer.Option(help="SQL filter on the result, e.g. \"status = 'paid'\".")
+    ] = None,
+    store: StoreOpt = None,
+    fmt: FmtOpt = Fmt.table,
+) -> None:
+    """The whole table (or --where a filter) as it was at a point in time."""
+    point = parse_when(at)
+    with _reader(store) as s:
+        _emit(s.asof(table, point, where), fmt)
+
+
+@app.command()
+def history(
+    table: Annotated[str, typer.Argument(help="schema.table (a bare name if unique).")],
+    key: Annotated[
+        list[str],
+        typer.Option("--key", "-k", help="Primary key value(s); repeat or comma-separate."),
+    ],
+    store: StoreOpt = None,
+    fmt: FmtOpt = Fmt.table,
+) -> None:
+    """Every version of one row: time, txid, LSN, operation, before, after, changed columns."""
+    with _reader(store) as s:
+        _emit(s.history(table, key), fmt)
+
+
+@app.command()
+def changes(
+    table: Annotated[str | None, typer.Option(help="Only this table.")] = None,
+    since: Annotated[str | None, typer.Option(help="From (exclusive). " + WHEN_HELP)] = None,
+    until: Annotated[str | None, typer.Option(help="Up to (inclusive). " + WHEN_HELP)] = None,
+    txid: Annotated[int | None, typer.Option(help="Only this transaction.")] = None,
+    store: StoreOpt = None,
+    fmt: FmtOpt = Fmt.table,
+) -> None:
+    """The change log, in commit order."""
+    lo = parse_when(since) if since else None
+    hi = parse_when(until) if until else None
+    with _reader(store) as s:
+        _emit(s.changes(table, lo, hi, txid), fmt)
+
+
+@app.command()
+def tx(
+    txid: Annotated[int, typer.Argument(help="Transaction id (txid / xid).")],
+    store: StoreOpt = None,
+    fmt: FmtOpt = Fmt.table,
+) -> None:
+    """Everything one transaction did, with before and after images."""
+    with _reader(store) as s:
+        _emit(s.tx(txid), fmt)
+
+
+@app.command()
+def demo(
+    keep: Annotated[
+        Path | None, typer.Option(help="Keep the demo's store in this directory.")
+    ] = None,
+    seconds: Annotated[float, typer.Option(help="How long the workload runs.", min=2)] = 12.0,
+) -> None:
+    """Start a throwaway PostgreSQL, capture a small shop while it works, then time travel."""
+    from rowback.demo import run_demo
+
+    run_demo(keep=keep, seconds=seconds)
+
+
+def main() -> None:
+    """Entry point: one-line errors, no tracebacks, exit codes scripts can use."""
+    try:
+        app()  # standalone: usage errors print click's message and exit 2
+    except RowbackError as e:
+        typer.echo(f"rowback: error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    except Exception as e:  # noqa: BLE001 - last resort: keep it to one line
+        import os
+
+        if os.environ.get("ROWBACK_DEBUG"):
+            raise
+        typer.echo(f"rowback: internal error: {type(e).__name__}: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

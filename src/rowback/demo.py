@@ -1,0 +1,216 @@
+"""``rowback demo``: a throwaway PostgreSQL, a small shop under load, and time travel.
+
+The story: capture runs while customers order; halfway through, a bad deploy zeroes every
+product's price (an UPDATE without WHERE). Rowback then shows the catalogue as it was just
+before that transaction, one product's history, and everything the bad transaction did.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg2
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from rowback.pgserver import PgServer
+from rowback.render import write_rows
+from rowback.sources.postgres.capture import Capture, CaptureConfig
+from rowback.store.base import Result
+from rowback.store.duckdb import DuckDBStore
+from rowback.when import AtTime, BeforeTx
+
+SCHEMA = """
+CREATE TABLE customers (
+    id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL,
+    country char(2) NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE products (
+    id serial PRIMARY KEY, sku text NOT NULL UNIQUE, name text NOT NULL,
+    price numeric(10,2) NOT NULL, stock integer NOT NULL, tags text[] NOT NULL DEFAULT '{}');
+CREATE TABLE orders (
+    id bigserial PRIMARY KEY, customer_id integer NOT NULL REFERENCES customers,
+    status text NOT NULL DEFAULT 'new', total numeric(12,2) NOT NULL DEFAULT 0,
+    placed_at timestamptz NOT NULL DEFAULT now(), meta jsonb NOT NULL DEFAULT '{}');
+CREATE TABLE order_items (
+    order_id bigint NOT NULL REFERENCES orders ON DELETE CASCADE,
+    line integer NOT NULL, product_id integer NOT NULL REFERENCES products,
+    qty integer NOT NULL, price numeric(10,2) NOT NULL, PRIMARY KEY (order_id, line));
+INSERT INTO customers (name, email, country)
+SELECT 'Customer ' || g, 'c' || g || '@example.com', (ARRAY['DE','FR','US','JP','BR'])[1 + g % 5]
+FROM generate_series(1, 500) g;
+INSERT INTO products (sku, name, price, stock, tags)
+SELECT 'SKU-' || lpad(g::text, 4, '0'), 'Product ' || g, round((5 + g * 1.37)::numeric, 2),
+       100 + g, ARRAY['shop', CASE WHEN g % 3 = 0 THEN 'sale' ELSE 'regular' END]
+FROM generate_series(1, 40) g;
+"""
+
+
+def _order(cur: psycopg2.extensions.cursor, rng: random.Random) -> None:
+    cur.execute(
+        "INSERT INTO orders (customer_id, meta) VALUES (%s, %s) RETURNING id",
+        [rng.randint(1, 500), json.dumps({"channel": rng.choice(["web", "app", "phone"])})],
+    )
+    row = cur.fetchone()
+    assert row is not None
+    for line in range(1, rng.randint(2, 4)):
+        pid, qty = rng.randint(1, 40), rng.randint(1, 3)
+        cur.execute(
+            "INSERT INTO order_items SELECT %s, %s, id, %s, price FROM products WHERE id = %s",
+            [row[0], line, qty, pid],
+        )
+        cur.execute("UPDATE products SET stock = stock - %s WHERE id = %s", [qty, pid])
+    cur.execute(
+        "UPDATE orders SET total = (SELECT sum(qty * price) FROM order_items "
+        "WHERE order_id = %s) WHERE id = %s",
+        [row[0], row[0]],
+    )
+
+
+def _workload(dsn: str, seconds: float, progress: Progress) -> tuple[int, datetime]:
+    """Run the shop; return the bad transaction's id and a moment well before it."""
+    rng = random.Random(7)
+    conn = psycopg2.connect(dsn)
+    cur = conn.cursor()
+    task = progress.add_task("shop workload", total=seconds)
+    start = time.monotonic()
+    bad_txid = 0
+    earlier = datetime.now(UTC)
+    while (elapsed := time.monotonic() - start) < seconds:
+        _order(cur, rng)
+        if rng.random() < 0.3:
+            cur.execute(
+                "UPDATE orders SET status = 'shipped' WHERE id = "
+                "(SELECT id FROM orders WHERE status = 'new' ORDER BY random() LIMIT 1)"
+            )
+        if rng.random() < 0.05:
+            cur.execute(
+                "UPDATE products SET price = round(price * 1.05, 2) WHERE id = %s",
+                [rng.randint(1, 40)],
+            )
+        conn.commit()
+        if not bad_txid and elapsed > seconds * 0.6:
+            earlier = datetime.now(UTC) - timedelta(seconds=seconds * 0.3)
+            cur.execute("SELECT txid_current()")
+            got = cur.fetchone()
+            assert got is not None
+            bad_txid = int(got[0])
+            cur.execute("UPDATE products SET price = 0")  # the bad deploy: no WHERE
+            conn.commit()
+            progress.console.print(
+                f"[bold red]bad deploy:[/] transaction {bad_txid} ran "
+                "UPDATE products SET price = 0 -- no WHERE"
+            )
+        progress.update(task, completed=min(elapsed, seconds))
+        time.sleep(0.01)
+    conn.close()
+    return bad_txid, earlier
+
+
+def _show(console: Console, title: str, result: Result, limit: int = 8) -> None:
+    console.rule(f"[bold]{title}")
+    rows = list(result.rows)
+    write_rows(sys.stdout, "table", result.columns, rows[:limit], result.types)
+    if len(rows) > limit:
+        console.print(f"[dim]… {len(rows) - limit} more rows[/]")
+
+
+def _diff(before: object, after: object, changed: object) -> str:
+    """``price: 6.37 → 0.00`` for the columns a version changed."""
+    if not isinstance(after, dict):
+        return "(row deleted)"
+    if not isinstance(before, dict):
+        return "(row created)"
+    names = changed if isinstance(changed, list) else []
+    return "; ".join(f"{n}: {before.get(n)} → {after.get(n)}" for n in names)
+
+
+def _as_diffs(result: Result, keep: list[str], around: int | None = None) -> Result:
+    """A compact view of history/tx results: chosen columns plus a readable diff."""
+    idx = {c: i for i, c in enumerate(result.columns)}
+    rows = [
+        (*(r[idx[c]] for c in keep), _diff(r[idx["before"]], r[idx["after"]], r[idx["changed"]]))
+        for r in result.rows
+    ]
+    if around is not None:  # a few versions either side of that transaction
+        at = next((i for i, r in enumerate(rows) if r[keep.index("txid")] == around), 0)
+        rows = rows[max(0, at - 3) : at + 3]
+    return Result([*keep, "change"], rows, {k: v for k, v in result.types.items() if k in keep})
+
+
+def run_demo(keep: Path | None = None, seconds: float = 12.0) -> None:
+    """Run the whole demo; leaves nothing running (the store stays only with ``keep``)."""
+    console = Console()
+    store_dir = keep or Path(tempfile.mkdtemp(prefix="rowback-demo-"))
+    if keep is not None and (keep / "rowback.duckdb").exists():
+        raise SystemExit(f"rowback: error: {keep} already holds a store; pick a new directory")
+    t0 = time.monotonic()
+    with console.status("starting a throwaway PostgreSQL…"):
+        server = PgServer(fast=True).start()
+    try:
+        dsn = server.create_database("shop")
+        conn = psycopg2.connect(dsn)
+        conn.autocommit = True
+        conn.cursor().execute(SCHEMA)
+        conn.close()
+        console.print(f"PostgreSQL on port {server.port}; store in {store_dir}")
+        store = DuckDBStore(store_dir)
+        cap = Capture(CaptureConfig(dsn, flush_interval=0.2), store)
+        thread = threading.Thread(target=cap.run, name="capture", daemon=True)
+        thread.start()
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=console
+        ) as progress:
+            bad_txid, earlier = _workload(dsn, seconds, progress)
+        cap.stop()
+        thread.join()
+        with console.status("catching up…"):
+            status = Capture(CaptureConfig(dsn, once=True), store).run()
+        total = store.sql("SELECT count(*) FROM _rb_tx")[0][0]
+        console.print(
+            f"captured {len(status.tables)} tables; {total:,} transactions in the shadow; "
+            f"{status.gaps} gaps"
+        )
+        ago = int((datetime.now(UTC) - earlier).total_seconds())
+        _show(
+            console,
+            "products right now (after the bad deploy)",
+            store.asof("products", AtTime(datetime.now(UTC))),
+        )
+        _show(
+            console,
+            f"products as of tx:{bad_txid} (just before the bad deploy)",
+            store.asof("products", BeforeTx(bad_txid)),
+        )
+        _show(
+            console,
+            f"orders as of {ago} seconds ago (--at -{ago}s)",
+            store.asof("orders", AtTime(earlier)),
+            5,
+        )
+        hist = _as_diffs(store.history("products", ["1"]), ["time", "txid", "op"], bad_txid)
+        _show(console, f"history of product 1 around tx {bad_txid}", hist)
+        did = _as_diffs(store.tx(bad_txid), ["table", "op", "key"])
+        _show(console, f"transaction {bad_txid}: everything it did", did, 5)
+        store.close()
+        console.rule()
+        where = f"--store {store_dir}"
+        console.print(f"done in {time.monotonic() - t0:.1f} s.")
+        if keep is not None:
+            console.print(
+                "Try it yourself:\n"
+                f"  rowback asof public.products --at tx:{bad_txid} {where}\n"
+                f"  rowback history public.products --key 1 {where}\n"
+                f"  rowback tx {bad_txid} {where} --format json"
+            )
+    finally:
+        server.stop()
+        if keep is None:
+            shutil.rmtree(store_dir, ignore_errors=True)
