@@ -1,0 +1,281 @@
+"""The store contract: every backend in the registry must pass these, filtered by capability."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rowback.errors import RowbackError
+from rowback.model import Change, Column, Op, Quarantined, TableSchema
+from rowback.store.base import Store
+from rowback.store.duckdb import DuckDBStore
+from rowback.when import AtLsn, BeforeTx
+
+BACKENDS: dict[str, Callable[[Path], Store]] = {"duckdb": DuckDBStore}
+
+T1 = TableSchema(
+    "src",
+    "public",
+    "acct",
+    (Column("id", "integer", True), Column("name", "text"), Column("bal", "numeric(12,2)")),
+)
+T2 = TableSchema(
+    "src",
+    "shop",
+    "item",
+    (Column("a", "integer", True), Column("b", "text", True), Column("qty", "bigint")),
+)
+US = 1_700_000_000_000_000
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Store]]:
+    opened: list[Store] = []
+    paths = [tmp_path / "store-0"]
+
+    def make(reopen: bool = False) -> Store:
+        """A fresh store, or (``reopen``) the last one opened again."""
+        for s in opened:
+            s.close()
+        opened.clear()
+        if not reopen:
+            paths.append(tmp_path / f"store-{len(paths)}")
+        s = BACKENDS[request.param](paths[-1])
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+def ch(
+    t: TableSchema, op: Op, row: list[str | None] | None, tx: int, seq: int, **kw: Any
+) -> Change:
+    key = kw.pop("key", None)
+    if key is None and row is not None:
+        key = t.key_of(row)
+    return Change(
+        t,
+        op,
+        key,
+        row if op not in (Op.DELETE, Op.TRUNCATE) else None,
+        kw.pop("before", None),
+        US + tx * 1000,
+        tx,
+        tx * 100,
+        seq,
+        **kw,
+    )
+
+
+def rows(store: Store, table: str, point: Any) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in store.asof(table, point).rows]
+
+
+def test_asof_history_tx_changes(open_store: Callable[..., Store]) -> None:
+    s = open_store()
+    s.write(
+        [
+            ch(T1, Op.INSERT, ["1", "ann", "10.00"], 1, 1),
+            ch(T1, Op.INSERT, ["2", "bob", "20.50"], 1, 2),
+        ],
+        "src",
+        {"lsn": 100},
+    )
+    s.write(
+        [
+            ch(T1, Op.UPDATE, ["1", "ann", "11.00"], 2, 1),
+            ch(T1, Op.DELETE, None, 2, 2, key=("2",)),
+        ],
+        "src",
+        {"lsn": 200},
+    )
+    assert rows(s, "public.acct", AtLsn(100)) == [
+        (1, "ann", Decimal("10.00")),
+        (2, "bob", Decimal("20.50")),
+    ]
+    assert rows(s, "acct", AtLsn(200)) == [(1, "ann", Decimal("11.00"))]
+    assert rows(s, "acct", BeforeTx(2)) == rows(s, "acct", AtLsn(100))
+    assert rows(s, "acct", AtLsn(99)) == []
+    hist = list(s.history("public.acct", ["1"]).rows)
+    assert [h[3] for h in hist] == ["insert", "update"]
+    assert hist[1][4] == {"id": 1, "name": "ann", "bal": "10.00"}
+    assert hist[1][5] == {"id": 1, "name": "ann", "bal": "11.00"}
+    assert hist[1][6] == ["bal"]
+    tx = list(s.tx(2).rows)
+    assert [(r[3], r[4]) for r in tx] == [("update", {"id": 1}), ("delete", {"id": 2})]
+    assert tx[1][5] == {"id": 2, "name": "bob", "bal": "20.50"} and tx[1][6] is None
+    log = list(s.changes(since=AtLsn(100)).rows)
+    assert [(r[4], r[6]) for r in log] == [("update", {"bal": "11.00"}), ("delete", {})]
+    assert s.position("src") == {"lsn": 200}
+    with pytest.raises(RowbackError, match="not in the store"):
+        s.tx(99)
+
+
+def test_differential_update_stores_only_changed(open_store: Callable[..., Store]) -> None:
+    s = open_store()
+    if not s.capabilities.differential:
+        pytest.skip("backend stores full images")
+    s.write([ch(T1, Op.INSERT, ["1", "x" * 500, "1.00"], 1, 1)], "src", {})
+    s.write([ch(T1, Op.UPDATE, ["1", "x" * 500, "2.00"], 2, 1)], "src", {})
+    assert [h[6] for h in s.history("acct", ["1"]).rows] == [[], ["bal"]]
+    assert rows(s, "acct", AtLsn(200)) == [(1, "x" * 500, Decimal("2.00"))]
+    if isinstance(s, DuckDBStore):  # the unchanged 500-byte name is not stored again
+        assert s.sql("SELECT count(c1) FROM h_1") == [(1,)]
+
+
+def test_null_written_differs_from_unchanged(open_store: Callable[..., Store]) -> None:
+    s = open_store()
+    s.write([ch(T1, Op.INSERT, ["1", "a", "1.00"], 1, 1)], "src", {})
+    s.write([ch(T1, Op.UPDATE, ["1", None, "1.00"], 2, 1)], "src", {})
+    s.write([ch(T1, Op.UPDATE, ["1", None, "3.00"], 3, 1)], "src", {})
+    assert rows(s, "acct", AtLsn(300)) == [(1, None, Decimal("3.00"))]
+    assert rows(s, "acct", AtLsn(100)) == [(1, "a", Decimal("1.00"))]
+
+
+def test_toast_unchanged_filled_from_history(open_store: Callable[..., Store]) -> None:
+    s = open_store()
+    s.write([ch(T1, Op.INSERT, ["1", "big" * 1000, "1.00"], 1, 1)], "src", {})
+    s.write([ch(T1, Op.UPDATE, ["1", None, "2.00"], 2, 1, unchanged=frozenset({1}))], "src", {})
+    assert rows(s, "acct", AtLsn(200)) == [(1, "big" * 1000, Decimal("2.00"))]
+    stats = s.write(
+        [ch(T1, Op.UPDATE, ["7", None, "2.00"], 3, 1, unchanged=frozenset({1}))], "src", {}
+    )
+    assert stats.gaps == 1  # an unchanged value for a row we never saw is a gap, loudly
+
+
+def test_before_image_mismatch_is_a_gap(open_store: Callable[..., Store]) -> None:
+    s = open_store()
+    s.write([ch(T1, Op.INSERT, ["1", "a", "1.00"], 1, 1)], "src", {})
+    good = s.write(
+        [ch(T1, Op.UPDATE, ["1", "b", "1.00"], 2, 1, before=["1", "a", "1.00"])], "src", {}
+    )
+    bad = s.write(
+        [ch(T1, Op.UPDATE, ["1", "c", "1.00"], 3, 1, before=["1", "zzz", "1.00"])], "src", {}
+    )
+    assert (good.gaps, bad.gaps) == (0, 1)
+    assert "acct" in bad.gap_examples[0]
+
+
+def test_schema_versions_and_truncate(open_store: Callable[..., Store]) -> None:
+    s = open_store()
+    s.write([ch(T1, Op.INSERT, ["1", "a", "1.00"], 1, 1)], "src", {})
+    v2 = TableSchema(
+        "src", "public", "acct", (T1.columns[0], T1.columns[1], Column("n", "integer"))
+    )
+    s.write(
+        [ch(v2, Op.UPDATE, ["1", "a", "5"], 2, 1), ch(v2, Op.INSERT, ["2", "b", "6"], 2, 2)],
+        "src",
+        {},
+    )
+    s.write([Change(v2, Op.TRUNCATE, None, None, None, US, 3, 300, 1)], "src", {})
+    s.write([ch(v2, Op.INSERT, ["3", "c", "7"], 4, 1)], "src", {})
+    first = s.asof("acct", AtLsn(100))
+    assert first.columns == ["id", "name", "bal"]
+    second = s.asof("acct", AtLsn(200))
+    assert second.columns == ["id", "name", "n"]
+    assert [tuple(r) for r in second.rows] == [(1, "a", 5), (2, "b", 6)]
+    assert rows(s, "acct", AtLsn(300)) == []
+    assert rows(s, "acct", AtLsn(400)) == [(3, "c", 7)]
+    ops = [h[3] for h in s.history("acct", ["1"]).rows]
+    assert ops == ["insert", "update", "truncate"]
+
+
+def test_failed_write_changes_nothing(open_store: Callable[..., Store]) -> None:
+    s = open_store()
+    s.write([ch(T1, Op.INSERT, ["1", "a", "1.00"], 1, 1)], "src", {"lsn": 100})
+    with pytest.raises(Exception):  # noqa: B017 - the backend's own error type
+        s.write(
+            [
+                ch(T1, Op.INSERT, ["2", "b", "2.00"], 2, 1),
+                ch(T1, Op.INSERT, ["3", "c", "nope"], 2, 2),
+            ],
+            "src",
+            {"lsn": 200},
+        )
+    assert s.position("src") == {"lsn": 100}
+    assert rows(s, "acct", AtLsn(10**6)) == [(1, "a", Decimal("1.00"))]
+    s.write([ch(T1, Op.INSERT, ["2", "b", "2.00"], 2, 1)], "src", {"lsn": 200})
+    assert len(rows(s, "acct", AtLsn(10**6))) == 2
+
+
+def test_reopen_keeps_everything(open_store: Callable[..., Store]) -> None:
+    s = open_store()
+    s.write([ch(T2, Op.INSERT, ["1", "x", "5"], 1, 1)], "src", {"lsn": 1})
+    s.quarantine([Quarantined("src", "f.json", 3, "bad json", b"{oops\xff")])
+    s = open_store(True)
+    assert rows(s, "shop.item", AtLsn(100)) == [(1, "x", 5)]
+    assert s.position("src") == {"lsn": 1}
+    q = list(s.quarantined().rows)
+    assert q[0][1:5] == ("src", "f.json", 3, "bad json") and "oops" in q[0][5]
+    s.write([ch(T2, Op.UPDATE, ["1", "x", "6"], 2, 1)], "src", {"lsn": 2})
+    assert rows(s, "item", AtLsn(200)) == [(1, "x", 6)]
+
+
+def test_unknown_and_ambiguous_tables(open_store: Callable[..., Store]) -> None:
+    s = open_store()
+    other = TableSchema("src", "other", "acct", T1.columns)
+    s.write(
+        [ch(T1, Op.INSERT, ["1", "a", "1"], 1, 1), ch(other, Op.INSERT, ["1", "a", "1"], 1, 2)],
+        "src",
+        {},
+    )
+    with pytest.raises(RowbackError, match="ambiguous"):
+        s.asof("acct", AtLsn(100))
+    with pytest.raises(RowbackError, match="no captured table"):
+        s.asof("public.nope", AtLsn(100))
+    assert len(rows(s, "other.acct", AtLsn(100))) == 1
+
+
+OPS = st.lists(
+    st.lists(
+        st.tuples(st.sampled_from(["ins", "upd", "del"]), st.integers(0, 5), st.integers(0, 3)),
+        min_size=1,
+        max_size=6,
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(txs=OPS, split=st.integers(1, 4))
+def test_property_asof_equals_model_at_every_commit(
+    open_store: Callable[..., Store], txs: list[list[tuple[str, int, int]]], split: int
+) -> None:
+    s = open_store()
+    model: dict[int, tuple[str | None, str]] = {}
+    expected: list[list[tuple[Any, ...]]] = []
+    pending: list[Change] = []
+    for t, ops in enumerate(txs, start=1):
+        seq = 0
+        for op, k, v in ops:
+            seq += 1
+            name = None if v == 0 else f"n{v}"
+            bal = f"{v}.{k}0"
+            if op == "ins" and k not in model:
+                model[k] = (name, bal)
+                pending.append(ch(T1, Op.INSERT, [str(k), name, bal], t, seq))
+            elif op == "upd" and k in model:
+                model[k] = (name, model[k][1])
+                pending.append(ch(T1, Op.UPDATE, [str(k), name, model[k][1]], t, seq))
+            elif op == "del" and k in model:
+                del model[k]
+                pending.append(ch(T1, Op.DELETE, None, t, seq, key=(str(k),)))
+        expected.append(sorted((k, n, Decimal(b)) for k, (n, b) in model.items()))
+        if t % split == 0:
+            s.write(pending, "src", {"lsn": t * 100})
+            pending = []
+    s.write(pending, "src", {"lsn": len(txs) * 100})
+    for t, want in enumerate(expected, start=1):
+        got = rows(s, "acct", AtLsn(t * 100)) if s.tables() else []
+        assert got == want, f"as of tx {t}"
