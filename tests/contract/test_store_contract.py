@@ -279,3 +279,13 @@ def test_property_asof_equals_model_at_every_commit(
     for t, want in enumerate(expected, start=1):
         got = rows(s, "acct", AtLsn(t * 100)) if s.tables() else []
         assert got == want, f"as of tx {t}"
+
+
+def test_tx_with_many_keys_has_before_images(open_store: Callable[..., Store]) -> None:
+    s = open_store()
+    s.write([ch(T1, Op.INSERT, [str(i), f"n{i}", "1.00"], 1, i) for i in range(200)], "src", {})
+    s.write([ch(T1, Op.UPDATE, [str(i), f"n{i}", "0.00"], 2, i) for i in range(150)], "src", {})
+    got = list(s.tx(2).rows)
+    assert len(got) == 150
+    assert all(r[5]["bal"] == "1.00" and r[6]["bal"] == "0.00" for r in got)
+    assert {r[4]["id"] for r in got} == set(range(150))

@@ -16,6 +16,7 @@ history written under any schema version stays readable.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 
@@ -38,6 +39,11 @@ CREATE TABLE IF NOT EXISTS _rb_quarantine (
 """
 
 MASK_BITS = 64
+
+
+def first(rows: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
+    """The first row, or None: DuckDB 2 wants every result read to its end."""
+    return rows[0] if rows else None
 
 
 @dataclass

@@ -13,12 +13,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from rowback.errors import RowbackError
 from rowback.model import Op
 from rowback.render import to_json_value
 from rowback.store.base import Result
-from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table
+from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table, first
 from rowback.when import AtLsn, AtTime, BeforeTx, Point, format_lsn
 
 Row = dict[str, object]
@@ -46,13 +47,19 @@ def resolve(tables: Iterable[Table], name: str) -> Table:
 def bound(con: duckdb.DuckDBPyConnection, point: Point) -> int:
     """The last store position included in ``point``."""
     if isinstance(point, AtTime):
-        got = con.execute("SELECT max(pos_hi) FROM _rb_tx WHERE ts <= ?", [point.ts]).fetchone()
+        got = first(
+            con.execute("SELECT max(pos_hi) FROM _rb_tx WHERE ts <= ?", [point.ts]).fetchall()
+        )
     elif isinstance(point, AtLsn):
-        got = con.execute("SELECT max(pos_hi) FROM _rb_tx WHERE lsn <= ?", [point.lsn]).fetchone()
+        got = first(
+            con.execute("SELECT max(pos_hi) FROM _rb_tx WHERE lsn <= ?", [point.lsn]).fetchall()
+        )
     elif isinstance(point, BeforeTx):
-        got = con.execute(
-            "SELECT min(pos_lo) - 1 FROM _rb_tx WHERE txid = ?", [point.txid]
-        ).fetchone()
+        got = first(
+            con.execute(
+                "SELECT min(pos_lo) - 1 FROM _rb_tx WHERE txid = ?", [point.txid]
+            ).fetchall()
+        )
         if got is None or got[0] is None:
             raise RowbackError(f"transaction {point.txid} is not in the store")
     else:  # pragma: no cover - Point is a closed union
@@ -93,16 +100,20 @@ def asof(
     cols = [c for c in t.columns if c.alive_at(max(b, t.created_pos))]
     order = [c for c in cols if c.key] + [c for c in cols if not c.key]
     keys = [c for c in order if c.key]
-    truncated = con.execute(
-        f"SELECT coalesce(max(_pos), 0) FROM {t.hist} WHERE _op = {Op.TRUNCATE} AND _pos <= ?",
-        [b],
-    ).fetchone()
+    truncated = first(
+        con.execute(
+            f"SELECT coalesce(max(_pos), 0) FROM {t.hist} WHERE _op = {Op.TRUNCATE} AND _pos <= ?",
+            [b],
+        ).fetchall()
+    )
     t0 = int(truncated[0]) if truncated else 0
-    stats = con.execute(
-        f"SELECT count(*) FILTER (WHERE _pos > $b), count(*) FILTER (WHERE _pos <= $b), "
-        f"count(*) FILTER (WHERE _pos > $b AND _op = {Op.TRUNCATE}) FROM {t.hist}",
-        {"b": b},
-    ).fetchone()
+    stats = first(
+        con.execute(
+            f"SELECT count(*) FILTER (WHERE _pos > $b), count(*) FILTER (WHERE _pos <= $b), "
+            f"count(*) FILTER (WHERE _pos > $b AND _op = {Op.TRUNCATE}) FROM {t.hist}",
+            {"b": b},
+        ).fetchall()
+    )
     after, before, trunc_after = stats if stats else (0, 0, 0)
     fold_where = f"_pos <= {b} AND _pos > {t0}"
     if trunc_after == 0 and after < before:
@@ -251,9 +262,9 @@ def _change_rows(con: duckdb.DuckDBPyConnection, t: Table, where: str) -> Iterat
 
 def tx(con: duckdb.DuckDBPyConnection, tables: list[Table], txid: int) -> Result:
     """Everything one transaction did, with full before and after images."""
-    ranges = con.execute(
-        "SELECT min(pos_lo), max(pos_hi) FROM _rb_tx WHERE txid = ?", [txid]
-    ).fetchone()
+    ranges = first(
+        con.execute("SELECT min(pos_lo), max(pos_hi) FROM _rb_tx WHERE txid = ?", [txid]).fetchall()
+    )
     if not ranges or ranges[0] is None:
         raise RowbackError(f"transaction {txid} is not in the store")
     lo, hi = int(ranges[0]), int(ranges[1])
@@ -304,18 +315,30 @@ def _states_before(
     wanted = {tuple(r[folder.base + c.phys] for c in keys) for r in rows if r[4] != Op.TRUNCATE}
     if not wanted:
         return {}
-    match = " OR ".join(
-        "(" + " AND ".join(f"c{c.phys} = ?" for c in keys) + ")" for _ in range(len(wanted))
+    truncated = first(
+        con.execute(
+            f"SELECT coalesce(max(_pos), 0) FROM {t.hist} WHERE _op = {Op.TRUNCATE} AND _pos < ?",
+            [lo],
+        ).fetchall()
     )
-    args = [v for k in wanted for v in k]
-    truncated = con.execute(
-        f"SELECT coalesce(max(_pos), 0) FROM {t.hist} WHERE _op = {Op.TRUNCATE} AND _pos < ?",
-        [lo],
-    ).fetchone()
     t0 = int(truncated[0]) if truncated else 0
-    prior = con.execute(
-        _version_sql(t, f"_pos < {lo} AND _pos > {t0} AND ({match})"), args
-    ).fetchall()
+    where = f"_pos < {lo} AND _pos > {t0}"
+    if len(wanted) <= 64:  # a short OR list lets DuckDB push the filter into the scan
+        match = " OR ".join(
+            "(" + " AND ".join(f"c{c.phys} = ?" for c in keys) + ")" for _ in wanted
+        )
+        args = [v for k in wanted for v in k]
+        prior = con.execute(_version_sql(t, f"{where} AND ({match})"), args).fetchall()
+    else:
+        cols = list(zip(*wanted, strict=True))
+        con.register("_rb_want", pa.table({f"k{i}": list(v) for i, v in enumerate(cols)}))
+        try:
+            on = " AND ".join(f"c{c.phys} = _rb_want.k{i}" for i, c in enumerate(keys))
+            prior = con.execute(
+                _version_sql(t, f"{where} AND EXISTS (SELECT 1 FROM _rb_want WHERE {on})")
+            ).fetchall()
+        finally:
+            con.unregister("_rb_want")
     states: dict[tuple[Any, ...], Row | None] = {}
     for r in prior:
         k = tuple(r[folder.base + c.phys] for c in keys)

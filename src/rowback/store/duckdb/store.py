@@ -15,7 +15,7 @@ from rowback.errors import RowbackError
 from rowback.model import Change, Quarantined, TableSchema, WriteStats
 from rowback.store.base import Capabilities, Result, TableInfo
 from rowback.store.duckdb import catalog, queries
-from rowback.store.duckdb.catalog import Table
+from rowback.store.duckdb.catalog import Table, first
 from rowback.store.duckdb.writer import diff_changes, fetch_head, write_head
 from rowback.when import Point
 
@@ -59,7 +59,7 @@ class DuckDBStore:
         except duckdb.CatalogException:
             self._tables = {}
         self._by_name = {(t.source, t.schema, t.name): t for t in self._tables.values()}
-        got = self._con.execute("SELECT v FROM _rb_meta WHERE k = 'next_pos'").fetchone()
+        got = first(self._con.execute("SELECT v FROM _rb_meta WHERE k = 'next_pos'").fetchall())
         self._next_pos = int(got[0]) if got else 1
 
     # -- writing ---------------------------------------------------------------------
@@ -172,9 +172,11 @@ class DuckDBStore:
         con.execute("INSERT INTO _rb_meta VALUES ('next_pos', ?)", [str(next_pos)])
 
     def position(self, source: str) -> dict[str, Any] | None:
-        got = self._con.execute(
-            "SELECT position FROM _rb_positions WHERE source = ?", [source]
-        ).fetchone()
+        got = first(
+            self._con.execute(
+                "SELECT position FROM _rb_positions WHERE source = ?", [source]
+            ).fetchall()
+        )
         return dict(orjson.loads(got[0])) if got else None
 
     def reset_tables(self, source: str, tables: Iterable[str]) -> None:
@@ -211,12 +213,12 @@ class DuckDBStore:
     def _quarantine(self, items: Sequence[Quarantined]) -> None:
         if not items:
             return
-        got = self._con.execute("SELECT coalesce(max(id), 0) FROM _rb_quarantine").fetchone()
-        first = int(got[0]) + 1 if got else 1
+        got = first(self._con.execute("SELECT coalesce(max(id), 0) FROM _rb_quarantine").fetchall())
+        next_id = int(got[0]) + 1 if got else 1
         self._con.executemany(
             "INSERT INTO _rb_quarantine VALUES (?, ?, ?, ?, ?, ?, now())",
             [
-                [first + i, q.source, q.location, q.line, q.error, q.raw]
+                [next_id + i, q.source, q.location, q.line, q.error, q.raw]
                 for i, q in enumerate(items)
             ],
         )
@@ -226,7 +228,7 @@ class DuckDBStore:
     def tables(self) -> list[TableInfo]:
         out = []
         for t in sorted(self._tables.values(), key=lambda t: (t.source, t.schema, t.name)):
-            live = self._con.execute(f"SELECT count(*) FROM {t.head}").fetchone()
+            live = first(self._con.execute(f"SELECT count(*) FROM {t.head}").fetchall())
             out.append(
                 TableInfo(
                     t.source,
