@@ -1,0 +1,48 @@
+"""`rowback demo` tells its story, in time, and leaves nothing running."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _postgres_pids() -> set[str]:
+    out = subprocess.run(["pgrep", "-f", "rowback-pg-"], capture_output=True, text=True)
+    return set(out.stdout.split())
+
+
+def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
+    before = _postgres_pids()
+    start = time.monotonic()
+    got = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rowback.cli",
+            "demo",
+            "--seconds",
+            "4",
+            "--keep",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - start
+    assert got.returncode == 0, got.stderr[-2000:]
+    out = got.stdout
+    for section in (
+        "bad deploy",
+        "just before the bad deploy",
+        "history of product 1",
+        "everything it did",
+    ):
+        assert section in out, section
+    assert "price:" in out and "→ 0.00" in out  # the bad transaction's diff is shown
+    assert elapsed < 60
+    assert (tmp_path / "s" / "rowback.duckdb").exists()  # --keep keeps the store
+    time.sleep(0.5)
+    assert _postgres_pids() <= before  # no server left behind
