@@ -148,12 +148,16 @@ class Capture:
             self.store.reset_tables(cfg.source, (pos or {}).get("tables", {}).keys() | set(tables))
             self.cat.ensure_publication(cfg.publication, tables)
             repl = self._replication_conn()
-            cur = repl.cursor()
-            cp, snap = self._create_slot(cur, cfg.slot, temporary=False)
-            self.position = {"lsn": cp, "partial": None, "snapshot_lsn": None, "tables": {}}
-            self._snapshot(tables, snap, cp)
-            self.position["snapshot_lsn"] = cp
-            self.store.write([], cfg.source, self.position)
+            try:
+                cur = repl.cursor()
+                cp, snap = self._create_slot(cur, cfg.slot, temporary=False)
+                self.position = {"lsn": cp, "partial": None, "snapshot_lsn": None, "tables": {}}
+                self._snapshot(tables, snap, cp)
+                self.position["snapshot_lsn"] = cp
+                self.store.write([], cfg.source, self.position)
+            except BaseException:
+                repl.close()
+                raise
             self.confirmed = cp
             return cur
         assert pos is not None
@@ -165,7 +169,7 @@ class Capture:
         if late:
             self._add_tables(late)
         self.cat.ensure_publication(cfg.publication, list(self.decoder.skip_before))
-        return self._replication_conn().cursor()
+        return self._replication_conn().cursor()  # closed by run()
 
     def _create_slot(
         self, cur: psycopg2.extras.ReplicationCursor, name: str, temporary: bool
@@ -180,6 +184,7 @@ class Capture:
         """Store every row of ``tables`` as seen by the exported ``snapshot``."""
         conn = connect(self.cfg.dsn)
         try:
+            self.cat.output_text(conn)
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with conn.cursor() as c:
                 c.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
@@ -187,9 +192,7 @@ class Capture:
             seq = 0
             schemas = [self.cat.schema_of(t) for t in tables]
             for schema in schemas:
-                cols = sql.SQL(", ").join(
-                    sql.SQL("{}::text").format(sql.Identifier(c.name)) for c in schema.columns
-                )
+                cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in schema.columns)
                 cur = conn.cursor(name=f"rowback_snap_{schema.name}"[:60])
                 cur.itersize = self.cfg.batch_size
                 cur.execute(
@@ -251,7 +254,11 @@ class Capture:
     def run(self) -> CaptureStatus:
         """Capture until caught up (``once``) or until :meth:`stop`; returns the totals."""
         cfg = self.cfg
-        cur = self._prepare()
+        try:
+            cur = self._prepare()
+        except BaseException:
+            self.conn.close()
+            raise
         self.status.tables = sorted(self.decoder.skip_before)
         self.status.lsn = self.confirmed
         spill = Spill(cfg.spill_dir or Path(f"/tmp/rowback-spill-{os.getpid()}"))
