@@ -6,7 +6,7 @@ Every captured table gets two DuckDB tables:
   what changed, bit masks ``_m<w>`` saying which columns were written (so a written
   NULL differs from "unchanged"), and ``_pos`` (the store's global order), ``_lsn``,
   ``_seq``, ``_txid``, ``_ts``, ``_op``;
-- ``s_<id>``, its head: the current row per key as PostgreSQL text, used to diff the
+- ``s_<id>``, its head: the current row per key as PostgreSQL text (typed key), to diff the
   next change, fill TOAST-unchanged values, and answer recent as-of queries backwards.
 
 A column added, dropped or retyped gets a new physical column; old ones stay, so
@@ -142,7 +142,8 @@ def evolve(con: duckdb.DuckDBPyConnection, table: Table, schema: TableSchema, po
             [table.id, new.phys, c.name, c.type, c.key, pos],
         )
         con.execute(f"ALTER TABLE {table.hist} ADD COLUMN c{new.phys} {new.physical.duck}")
-        con.execute(f"ALTER TABLE {table.head} ADD COLUMN c{new.phys} VARCHAR")
+        head_type = new.physical.duck if new.key else "VARCHAR"  # typed keys join fast
+        con.execute(f"ALTER TABLE {table.head} ADD COLUMN c{new.phys} {head_type}")
         if table.mask_words() > words_before:
             con.execute(f"ALTER TABLE {table.hist} ADD COLUMN _m{words_before} UBIGINT DEFAULT 0")
     table._layouts.clear()

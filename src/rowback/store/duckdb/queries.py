@@ -117,9 +117,14 @@ def asof(
     after, before, trunc_after = stats if stats else (0, 0, 0)
     fold_where = f"_pos <= {b} AND _pos > {t0}"
     if trunc_after == 0 and after < before:
-        on_head = " AND ".join(f"{c.physical.cast(f's.c{c.phys}')} = k.c{c.phys}" for c in keys)
+        on_head = " AND ".join(f"s.c{c.phys} = k.c{c.phys}" for c in keys)
         on_hist = " AND ".join(f"h.c{c.phys} = k.c{c.phys}" for c in keys)
-        head_sel = ", ".join(f'{c.physical.cast(f"s.c{c.phys}")} AS "{c.name}"' for c in order)
+        head_sel = ", ".join(
+            f's.c{c.phys} AS "{c.name}"'
+            if c.key
+            else f'{c.physical.cast(f"s.c{c.phys}")} AS "{c.name}"'
+            for c in order
+        )
         touched = (
             f"SELECT DISTINCT {', '.join(f'c{c.phys}' for c in keys)} FROM {t.hist} "
             f"WHERE _pos > {b} AND _op <> {Op.TRUNCATE}"

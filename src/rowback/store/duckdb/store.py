@@ -138,10 +138,10 @@ class DuckDBStore:
         self, table: Table, items: list[tuple[int, Change, tuple[int, ...]]], stats: WriteStats
     ) -> None:
         keys = {ch.key for _, ch, _ in items if ch.key is not None}
-        prev = fetch_head(self._con, table, keys)
+        prev, rowids = fetch_head(self._con, table, keys)
         batch, touched, cleared = diff_changes(table, items, prev, stats)
         batch.insert(self._con)
-        write_head(self._con, table, touched, cleared)
+        write_head(self._con, table, touched, rowids, cleared)
 
     def _record(
         self, txs: list[list[int]], source: str, position: Mapping[str, Any], next_pos: int
