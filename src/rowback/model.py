@@ -51,20 +51,23 @@ class TableSchema:
     schema: str
     name: str
     columns: tuple[Column, ...]
+    key_indexes: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    """Positions of the primary-key columns within ``columns`` (derived, cached)."""
+
+    def __post_init__(self) -> None:
+        keys = tuple(i for i, c in enumerate(self.columns) if c.key)
+        object.__setattr__(self, "key_indexes", keys)
 
     @property
     def qualified(self) -> str:
         """``schema.table`` as users type it."""
         return f"{self.schema}.{self.name}"
 
-    @property
-    def key_indexes(self) -> tuple[int, ...]:
-        """Positions of the primary-key columns within ``columns``."""
-        return tuple(i for i, c in enumerate(self.columns) if c.key)
-
     def key_of(self, row: list[Text] | tuple[Text, ...]) -> tuple[Text, ...]:
         """The primary key of a full row, in key-column order."""
-        return tuple(row[i] for i in self.key_indexes)
+        if len(self.key_indexes) == 1:
+            return (row[self.key_indexes[0]],)
+        return tuple([row[i] for i in self.key_indexes])
 
 
 @dataclass(slots=True)

@@ -91,13 +91,21 @@ class DuckDBStore:
                 now = int(datetime.now(UTC).timestamp() * 1_000_000)
                 txs.append([pos, pos, int(position.get("lsn", 0)), 0, now])
                 pos += 1
+            last_schema: TableSchema | None = None
+            items: list[tuple[int, Change, tuple[int, ...]]] = []
+            layout: tuple[int, ...] = ()
+            tx = [0, 0, -1, -1, 0]
             for ch in changes:
-                table, layout = self._layout(ch.table, pos, pending, stats)
-                pending.setdefault(table.id, []).append((pos, ch, layout))
-                if txs and txs[-1][3] == ch.txid and txs[-1][2] == ch.lsn:
-                    txs[-1][1] = pos
+                if ch.table is not last_schema:  # runs of one table are the common case
+                    table, layout = self._layout(ch.table, pos, pending, stats)
+                    items = pending.setdefault(table.id, [])
+                    last_schema = ch.table
+                items.append((pos, ch, layout))
+                if tx[3] == ch.txid and tx[2] == ch.lsn:
+                    tx[1] = pos
                 else:
-                    txs.append([pos, pos, ch.lsn, ch.txid, ch.commit_us])
+                    tx = [pos, pos, ch.lsn, ch.txid, ch.commit_us]
+                    txs.append(tx)
                 pos += 1
             for tid in list(pending):
                 self._flush(self._tables[tid], pending.pop(tid), stats)

@@ -22,61 +22,61 @@ Key = tuple[Text, ...]
 
 
 class HistoryBatch:
-    """Column buffers for the history rows of one table in one write."""
+    """The history rows of one table in one write, transposed to columns at insert."""
 
     def __init__(self, table: Table) -> None:
         self.table = table
-        n = len(table.columns)
-        self.meta: dict[str, list[int]] = {k: [] for k in ("_pos", "_lsn", "_seq", "_txid", "_op")}
-        self.ts: list[int] = []
-        self.masks: list[list[int]] = [[] for _ in range(table.mask_words())]
-        self.values: list[list[Text]] = [[] for _ in range(n)]
+        self.rows: list[tuple[object, ...]] = []
 
     def add(self, ch: Change, pos: int, mask: int, values: Sequence[Text]) -> None:
-        m = self.meta
-        m["_pos"].append(pos)
-        m["_lsn"].append(ch.lsn)
-        m["_seq"].append(ch.seq)
-        m["_txid"].append(ch.txid)
-        m["_op"].append(int(ch.op))
-        self.ts.append(ch.commit_us)
-        for w, words in enumerate(self.masks):
-            words.append((mask >> (w * MASK_BITS)) & ((1 << MASK_BITS) - 1))
-        for p, col in enumerate(self.values):
-            col.append(values[p] if p < len(values) else None)
+        self.rows.append((pos, ch.lsn, ch.seq, ch.txid, int(ch.op), ch.commit_us, mask, *values))
 
     def __len__(self) -> int:
-        return len(self.ts)
+        return len(self.rows)
 
     def insert(self, con: duckdb.DuckDBPyConnection) -> None:
-        if not self.ts:
+        if not self.rows:
             return
+        n = len(self.table.columns)
+        cols = list(
+            zip(*(r if len(r) == 7 + n else _pad(r, 7 + n) for r in self.rows), strict=True)
+        )
         arrays: dict[str, pa.Array] = {
-            "_pos": pa.array(self.meta["_pos"], pa.uint64()),
-            "_lsn": pa.array(self.meta["_lsn"], pa.uint64()),
-            "_seq": pa.array(self.meta["_seq"], pa.uint32()),
-            "_txid": pa.array(self.meta["_txid"], pa.uint64()),
-            "_ts": pa.array(self.ts, pa.timestamp("us", tz="UTC")),
-            "_op": pa.array(self.meta["_op"], pa.uint8()),
+            "_pos": pa.array(cols[0], pa.uint64()),
+            "_lsn": pa.array(cols[1], pa.uint64()),
+            "_seq": pa.array(cols[2], pa.uint32()),
+            "_txid": pa.array(cols[3], pa.uint64()),
+            "_op": pa.array(cols[4], pa.uint8()),
+            "_ts": pa.array(cols[5], pa.timestamp("us", tz="UTC")),
         }
-        for w, words in enumerate(self.masks):
-            arrays[f"_m{w}"] = pa.array(words, pa.uint64())
-        for p, col in enumerate(self.values):
-            arrays[f"c{p}"] = pa.array(col, pa.string())
-        batch = pa.table(arrays)
-        cols = list(arrays)
+        words = self.table.mask_words()
+        if words == 1:
+            arrays["_m0"] = pa.array(cols[6], pa.uint64())
+        else:
+            full = (1 << MASK_BITS) - 1
+            for w in range(words):
+                shift = w * MASK_BITS
+                arrays[f"_m{w}"] = pa.array([(m >> shift) & full for m in cols[6]], pa.uint64())
+        for p in range(n):
+            arrays[f"c{p}"] = pa.array(cols[7 + p], pa.string())
+        names = list(arrays)
         exprs = [
             c if c.startswith("_") else self.table.columns[int(c[1:])].physical.cast(c)
-            for c in cols
+            for c in names
         ]
-        con.register("_rb_batch", batch)
+        con.register("_rb_batch", pa.table(arrays))
         try:
             con.execute(
-                f"INSERT INTO {self.table.hist} ({', '.join(cols)}) "
+                f"INSERT INTO {self.table.hist} ({', '.join(names)}) "
                 f"SELECT {', '.join(exprs)} FROM _rb_batch"
             )
         finally:
             con.unregister("_rb_batch")
+
+
+def _pad(row: tuple[object, ...], width: int) -> tuple[object, ...]:
+    """Rows of a truncate carry no values; give them NULLs to match the table."""
+    return row + (None,) * (width - len(row))
 
 
 def fetch_head(
