@@ -17,7 +17,10 @@ from rowback.store.base import Store
 from rowback.store.duckdb import DuckDBStore
 from rowback.when import AtLsn, BeforeTx
 
-BACKENDS: dict[str, Callable[[Path], Store]] = {"duckdb": DuckDBStore}
+BACKENDS: dict[str, Callable[[Path], Store]] = {
+    "duckdb": DuckDBStore,
+    "duckdb-rowwise": lambda path: DuckDBStore(path, vectorized=False),
+}
 
 T1 = TableSchema(
     "src",

@@ -14,7 +14,7 @@ import pyarrow as pa
 from rowback.errors import RowbackError
 from rowback.model import Change, Quarantined, TableSchema, WriteStats
 from rowback.store.base import Capabilities, Result, TableInfo
-from rowback.store.duckdb import catalog, queries
+from rowback.store.duckdb import catalog, queries, vector
 from rowback.store.duckdb.catalog import Table, first
 from rowback.store.duckdb.writer import diff_changes, fetch_head, write_head
 from rowback.when import Point
@@ -31,8 +31,9 @@ class DuckDBStore:
 
     capabilities = Capabilities(atomic_position=True, differential=True, single_process=True)
 
-    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False, vectorized: bool = True) -> None:
         self.path = Path(path)
+        self.vectorized = vectorized
         file = self.path / FILE_NAME
         if read_only and not file.exists():
             raise RowbackError(f"no store at {self.path} (nothing captured yet?)")
@@ -145,6 +146,9 @@ class DuckDBStore:
     def _flush(
         self, table: Table, items: list[tuple[int, Change, tuple[int, ...]]], stats: WriteStats
     ) -> None:
+        if self.vectorized and vector.eligible(table, items):
+            vector.apply(self._con, table, items, stats)
+            return
         keys = {ch.key for _, ch, _ in items if ch.key is not None}
         prev, rowids = fetch_head(self._con, table, keys)
         batch, touched, cleared = diff_changes(table, items, prev, stats)

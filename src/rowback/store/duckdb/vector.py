@@ -1,0 +1,179 @@
+"""The vectorized write path: diff a whole batch against history in one SQL pass.
+
+Python only transposes changes into Arrow columns; DuckDB finds each change's previous
+version (the one before it in the batch, or the head row), computes which columns
+changed, checks before images, writes history and replaces head rows. Batches with
+TOAST-unchanged values, TRUNCATE or more than 64 columns take the row-by-row path in
+``writer.py``; both paths give the same history (the contract suite runs both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import pyarrow as pa
+
+from rowback.model import Change, Op, Text, WriteStats
+from rowback.store.duckdb.catalog import MASK_BITS, Table
+
+Item = tuple[int, Change, tuple[int, ...]]
+
+
+def eligible(table: Table, items: Sequence[Item]) -> bool:
+    """Can this batch take the vectorized path?"""
+    if len(table.columns) > MASK_BITS or not items:
+        return False
+    layout = items[0][2]
+    return all(not ch.unchanged and ch.op != Op.TRUNCATE and lay == layout for _, ch, lay in items)
+
+
+def _physical_rows(
+    table: Table, items: Sequence[Item]
+) -> tuple[list[list[Text]], list[list[Text]] | None]:
+    """After (and before) images in physical column order; deletes carry their key only."""
+    n = len(table.columns)
+    layout = items[0][2]
+    identity = layout == tuple(range(n))
+    key_phys = [layout[i] for i in items[0][1].table.key_indexes]
+    empty: list[Text] = [None] * n
+
+    def place(values: list[Text]) -> list[Text]:
+        if identity:
+            return values
+        row: list[Text] = [None] * n
+        for i, p in enumerate(layout):
+            row[p] = values[i]
+        return row
+
+    afters: list[list[Text]] = []
+    for _, ch, _ in items:
+        if ch.after is not None:
+            afters.append(place(ch.after))
+        else:
+            row = list(empty)
+            for p, v in zip(key_phys, ch.key or (), strict=False):
+                row[p] = v
+            afters.append(row)
+    if not any(ch.before is not None for _, ch, _ in items):
+        return afters, None
+    befores = [place(ch.before) if ch.before is not None else empty for _, ch, _ in items]
+    return afters, befores
+
+
+def apply(
+    con: duckdb.DuckDBPyConnection, table: Table, items: Sequence[Item], stats: WriteStats
+) -> None:
+    """Write ``items`` (one table, one layout) to history and head."""
+    n = len(table.columns)
+    afters, befores = _physical_rows(table, items)
+    arrays: dict[str, pa.Array] = {
+        "_pos": pa.array([i[0] for i in items], pa.uint64()),
+        "_lsn": pa.array([i[1].lsn for i in items], pa.uint64()),
+        "_seq": pa.array([i[1].seq for i in items], pa.uint32()),
+        "_txid": pa.array([i[1].txid for i in items], pa.uint64()),
+        "_op": pa.array([int(i[1].op) for i in items], pa.uint8()),
+        "_ts": pa.array([i[1].commit_us for i in items], pa.timestamp("us", tz="UTC")),
+    }
+    for p, col in enumerate(zip(*afters, strict=True)):
+        arrays[f"c{p}"] = pa.array(col, pa.string())
+    if befores is not None:
+        arrays["_hasb"] = pa.array([i[1].before is not None for i in items], pa.bool_())
+        for p, col in enumerate(zip(*befores, strict=True)):
+            arrays[f"b{p}"] = pa.array(col, pa.string())
+    con.register("_rb_in", pa.table(arrays))
+    try:
+        con.execute(_work_sql(table, items[0][2], befores is not None))
+    finally:
+        con.unregister("_rb_in")
+    _insert_history(con, table)
+    _replace_head(con, table)
+    if befores is not None:
+        _count_gaps(con, table, stats)
+    con.execute("DROP TABLE _rb_w")
+    del n
+
+
+def _work_sql(table: Table, layout: tuple[int, ...], with_before: bool) -> str:
+    keys = table.key_columns
+    kcast = ", ".join(f"{c.physical.cast(f'c{c.phys}')} AS _k{j}" for j, c in enumerate(keys))
+    kn = [f"_k{j}" for j in range(len(keys))]
+    on_head = " AND ".join(f"s.c{c.phys} = b._k{j}" for j, c in enumerate(keys))
+    values = [p for p in layout if not table.columns[p].key]
+    head_cols = ", ".join(f"s.c{p} AS h{p}" for p in values)
+    lags = ", ".join(f"lag(c{p}) OVER w AS l{p}" for p in values)
+    prevs = ", ".join(f"CASE WHEN x._first THEN hd.h{p} ELSE x.l{p} END AS p{p}" for p in values)
+    changed = (
+        " + ".join(
+            f"CASE WHEN c{p} IS DISTINCT FROM p{p} THEN {1 << p}::UBIGINT ELSE 0 END"
+            for p in values
+        )
+        or "0::UBIGINT"
+    )
+    alive = sum(1 << p for p in layout)
+    gap = "false"
+    if with_before:
+        gap = " OR ".join(f"b{p} IS DISTINCT FROM p{p}" for p in values) or "false"
+        gap = f"(_op = {Op.UPDATE} AND _hasb AND _pex AND ({gap}))"
+    join_on = " AND ".join(f"x.{k} = hd.{k}" for k in kn)
+    return f"""
+CREATE OR REPLACE TEMP TABLE _rb_w AS
+WITH b AS (SELECT *, {kcast} FROM _rb_in),
+hd AS (SELECT s.rowid AS _rid, {", ".join(f"s.c{c.phys} AS _k{j}" for j, c in enumerate(keys))}
+       {"," if head_cols else ""} {head_cols}
+       FROM {table.head} s SEMI JOIN b ON {on_head}),
+x AS (SELECT b.*, row_number() OVER w = 1 AS _first, lag(_op) OVER w AS _pop
+             {"," if lags else ""} {lags}
+      FROM b WINDOW w AS (PARTITION BY {", ".join(kn)} ORDER BY _pos)),
+y AS (SELECT x.*, hd._rid,
+             CASE WHEN x._first THEN hd._rid IS NOT NULL ELSE x._pop <> {Op.DELETE} END AS _pex
+             {"," if prevs else ""} {prevs}
+      FROM x LEFT JOIN hd ON {join_on})
+SELECT *,
+       CASE WHEN _op = {Op.UPDATE} AND _pex THEN {changed} WHEN _op = {Op.DELETE} THEN 0::UBIGINT
+                ELSE {alive}::UBIGINT END AS _m,
+       {gap} AS _gap
+FROM y
+"""
+
+
+def _insert_history(con: duckdb.DuckDBPyConnection, table: Table) -> None:
+    exprs = []
+    for c in table.columns:
+        p = c.phys
+        raw = (
+            f"c{p}" if c.key else f"CASE WHEN (_m & {1 << p}::UBIGINT) = 0 THEN NULL ELSE c{p} END"
+        )
+        exprs.append(c.physical.cast(raw))
+    cols = ", ".join(f"c{c.phys}" for c in table.columns)
+    con.execute(
+        f"INSERT INTO {table.hist} (_pos, _lsn, _seq, _txid, _ts, _op, _m0, {cols}) "
+        f"SELECT _pos, _lsn, _seq, _txid, _ts, _op, _m, {', '.join(exprs)} FROM _rb_w"
+    )
+
+
+def _replace_head(con: duckdb.DuckDBPyConnection, table: Table) -> None:
+    con.execute(
+        f"DELETE FROM {table.head} WHERE rowid IN (SELECT _rid FROM _rb_w WHERE _rid IS NOT NULL)"
+    )
+    kn = ", ".join(f"_k{j}" for j in range(len(table.key_columns)))
+    keyed = {c.phys: j for j, c in enumerate(table.key_columns)}
+    vals = ", ".join(
+        f"_k{keyed[c.phys]}" if c.phys in keyed else f"c{c.phys}" for c in table.columns
+    )
+    cols = ", ".join(f"c{c.phys}" for c in table.columns)
+    con.execute(
+        f"INSERT INTO {table.head} (_pos, {cols}) SELECT _pos, {vals} FROM ("
+        f"SELECT * FROM _rb_w QUALIFY row_number() OVER (PARTITION BY {kn} ORDER BY _pos DESC) = 1"
+        f") WHERE _op <> {Op.DELETE}"
+    )
+
+
+def _count_gaps(con: duckdb.DuckDBPyConnection, table: Table, stats: WriteStats) -> None:
+    keys = ", ".join(f"c{c.phys}" for c in table.key_columns)
+    rows = con.execute(f"SELECT {keys} FROM _rb_w WHERE _gap ORDER BY _pos").fetchall()
+    stats.gaps += len(rows)
+    for r in rows[: max(0, 10 - len(stats.gap_examples))]:
+        stats.gap_examples.append(
+            f"{table.qualified} key {tuple(r)}: before image differs from history"
+        )
