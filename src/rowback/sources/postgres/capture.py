@@ -231,7 +231,17 @@ class Capture:
     def _write_snapshot(self, batch: list[Change], schema: TableSchema) -> None:
         self.store.write(batch, self.cfg.source, self.position, schemas=[schema])
         self.status.snapshot_rows += len(batch)
+        self._keepalive()  # a late table's snapshot runs while the stream waits
         self.progress(self.status)
+
+    def _keepalive(self) -> None:
+        """Confirm what the store holds, now. Also the sign of life PostgreSQL needs within
+        ``wal_sender_timeout`` while we replay or snapshot instead of reading; unforced,
+        psycopg2 would only send it every 10 s from ``read_message``."""
+        if self._cur is not None:
+            self._cur.send_feedback(  # type: ignore[no-untyped-call]
+                flush_lsn=self.confirmed, force=True
+            )
 
     def _add_tables(self, tables: list[str]) -> None:
         """Start capturing tables that appeared after the slot: snapshot each at a new
@@ -282,12 +292,11 @@ class Capture:
                 msg = cur.read_message()
                 if msg is None:
                     if tx is None and stream_xid is None:
+                        if cur.wal_end > int(self.position["lsn"]):
+                            # all of ours up to wal_end is in hand: store that position so
+                            # the slot can advance without being confirmed past the store
+                            self.position["lsn"] = cur.wal_end
                         self._flush()
-                        if cur.wal_end > self.confirmed and not self.pending:
-                            self.confirmed = max(self.confirmed, cur.wal_end)
-                            cur.send_feedback(  # type: ignore[no-untyped-call]
-                                flush_lsn=self.confirmed
-                            )
                         if target is not None and cur.wal_end >= target:
                             break
                         if cfg.tables is None and time.monotonic() > next_scan:
@@ -377,6 +386,8 @@ class Capture:
                 self._row(msg, tx, overlay)
                 if len(self.pending) >= self.cfg.batch_size:
                     self._flush(tx)
+        # pgoutput now counts these relations as sent and will not repeat them
+        self.decoder.relations.update(overlay)
         self._commit(tx, m.end_lsn)
 
     def _flush(self, tx: _Tx | None = None) -> None:
@@ -394,9 +405,6 @@ class Capture:
             self.status.lag_s = max(0.0, time.time() - self.pending[-1].commit_us / 1e6)
         self.pending = []
         self.confirmed = max(self.confirmed, int(self.position["lsn"]))
-        if self._cur is not None:
-            self._cur.send_feedback(  # type: ignore[no-untyped-call]
-                flush_lsn=self.confirmed
-            )
+        self._keepalive()
         self.status.lsn = self.confirmed
         self.progress(self.status)

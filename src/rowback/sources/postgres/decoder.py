@@ -102,10 +102,10 @@ class Decoder:
         if msg.old is not None:
             old = _plain(msg.old)
             old_key = t.key_of(old)
-            if old_key != key:
+            if old_key != key:  # the store fills ``unchanged`` from the deleted row
                 return [
                     make(t, Op.DELETE, old_key, None),
-                    make(t, Op.INSERT, key, new),
+                    make(t, Op.INSERT, key, new, None, unchanged),
                 ]
             if msg.old_kind == "O" and po.UNCHANGED not in msg.old:
                 before = old

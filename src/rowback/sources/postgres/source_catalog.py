@@ -66,6 +66,13 @@ class SourceCatalog:
             cur.execute(q, args)
             return list(cur.fetchall()) if cur.description else []
 
+    def output_text(self, conn: psycopg2.extensions.connection) -> None:
+        """Make ``conn`` return every value as its type's output text, the form pgoutput
+        sends (``col::text`` differs: char(n) loses its padding, inet gains ``/32``)."""
+        oids = tuple(int(r[0]) for r in self.query("SELECT oid FROM pg_type"))
+        text = psycopg2.extensions.new_type(oids, "ROWBACK_TEXT", lambda v, _cur: v)
+        psycopg2.extensions.register_type(text, conn)
+
     def pk_tables(self) -> list[str]:
         """Every ordinary table with a primary key, as ``schema.table``."""
         return [f"{s}.{t}" for s, t in self.query(_PK_TABLES)]

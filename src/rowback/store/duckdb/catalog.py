@@ -15,6 +15,7 @@ history written under any schema version stays readable.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,13 @@ CREATE TABLE IF NOT EXISTS _rb_quarantine (
 """
 
 MASK_BITS = 64
+
+
+def unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a registered Arrow view; after a failed statement DuckDB refuses even this, and
+    that refusal must not hide the error that caused it."""
+    with contextlib.suppress(duckdb.Error):
+        con.unregister(name)
 
 
 def first(rows: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:

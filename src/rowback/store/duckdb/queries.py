@@ -19,7 +19,7 @@ from rowback.errors import RowbackError
 from rowback.model import Op
 from rowback.render import to_json_value
 from rowback.store.base import Result
-from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table, first
+from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table, first, unregister
 from rowback.when import AtLsn, AtTime, BeforeTx, Point, format_lsn
 
 Row = dict[str, object]
@@ -343,7 +343,7 @@ def _states_before(
                 _version_sql(t, f"{where} AND EXISTS (SELECT 1 FROM _rb_want WHERE {on})")
             ).fetchall()
         finally:
-            con.unregister("_rb_want")
+            unregister(con, "_rb_want")
     states: dict[tuple[Any, ...], Row | None] = {}
     for r in prior:
         k = tuple(r[folder.base + c.phys] for c in keys)

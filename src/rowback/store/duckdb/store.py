@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from rowback.errors import RowbackError
 from rowback.model import Change, Quarantined, TableSchema, WriteStats
 from rowback.store.base import Capabilities, Result, TableInfo
 from rowback.store.duckdb import catalog, queries, vector
-from rowback.store.duckdb.catalog import Table, first
+from rowback.store.duckdb.catalog import Table, first, unregister
 from rowback.store.duckdb.writer import diff_changes, fetch_head, write_head
 from rowback.when import Point
 
@@ -114,7 +115,8 @@ class DuckDBStore:
             self._quarantine(quarantine)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
             self._load()
             raise
         self._next_pos = pos
@@ -174,7 +176,7 @@ class DuckDBStore:
             try:
                 con.execute("INSERT INTO _rb_tx SELECT *, ? FROM _rb_txs", [source])
             finally:
-                con.unregister("_rb_txs")
+                unregister(con, "_rb_txs")
         con.execute("DELETE FROM _rb_positions WHERE source = ?", [source])
         con.execute(
             "INSERT INTO _rb_positions VALUES (?, ?, now())",

@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from rowback.model import Change, Op, Text, WriteStats
-from rowback.store.duckdb.catalog import MASK_BITS, Table
+from rowback.store.duckdb.catalog import MASK_BITS, Table, unregister
 
 Item = tuple[int, Change, tuple[int, ...]]
 
@@ -85,7 +85,7 @@ def apply(
     try:
         con.execute(_work_sql(table, items[0][2], befores is not None))
     finally:
-        con.unregister("_rb_in")
+        unregister(con, "_rb_in")
     _insert_history(con, table)
     _replace_head(con, table)
     if befores is not None:
@@ -114,7 +114,12 @@ def _work_sql(table: Table, layout: tuple[int, ...], with_before: bool) -> str:
     gap = "false"
     if with_before:
         gap = " OR ".join(f"b{p} IS DISTINCT FROM p{p}" for p in values) or "false"
-        gap = f"(_op = {Op.UPDATE} AND _hasb AND _pex AND ({gap}))"
+        gap = f"(_op IN ({Op.UPDATE}, {Op.DELETE}) AND _hasb AND _pex AND ({gap}))"
+    which = "NULL"
+    if with_before and values:
+        quoted = {p: table.columns[p].name.replace("'", "''") for p in values}
+        whens = " ".join(f"WHEN b{p} IS DISTINCT FROM p{p} THEN '{quoted[p]}'" for p in values)
+        which = f"CASE {whens} END"
     join_on = " AND ".join(f"x.{k} = hd.{k}" for k in kn)
     return f"""
 CREATE OR REPLACE TEMP TABLE _rb_w AS
@@ -132,7 +137,8 @@ y AS (SELECT x.*, hd._rid,
 SELECT *,
        CASE WHEN _op = {Op.UPDATE} AND _pex THEN {changed} WHEN _op = {Op.DELETE} THEN 0::UBIGINT
                 ELSE {alive}::UBIGINT END AS _m,
-       {gap} AS _gap
+       {gap} AS _gap,
+       {which} AS _gapcol
 FROM y
 """
 
@@ -171,9 +177,9 @@ def _replace_head(con: duckdb.DuckDBPyConnection, table: Table) -> None:
 
 def _count_gaps(con: duckdb.DuckDBPyConnection, table: Table, stats: WriteStats) -> None:
     keys = ", ".join(f"c{c.phys}" for c in table.key_columns)
-    rows = con.execute(f"SELECT {keys} FROM _rb_w WHERE _gap ORDER BY _pos").fetchall()
+    rows = con.execute(f"SELECT _gapcol, {keys} FROM _rb_w WHERE _gap ORDER BY _pos").fetchall()
     stats.gaps += len(rows)
     for r in rows[: max(0, 10 - len(stats.gap_examples))]:
         stats.gap_examples.append(
-            f"{table.qualified} key {tuple(r)}: before image differs from history"
+            f"{table.qualified} key {tuple(r[1:])}: before image of {r[0]} differs from history"
         )

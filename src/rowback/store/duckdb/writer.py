@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from rowback.model import Change, Op, Text, WriteStats
-from rowback.store.duckdb.catalog import MASK_BITS, Table
+from rowback.store.duckdb.catalog import MASK_BITS, Table, unregister
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Key = tuple[Text, ...]
@@ -71,7 +71,7 @@ class HistoryBatch:
                 f"SELECT {', '.join(exprs)} FROM _rb_batch"
             )
         finally:
-            con.unregister("_rb_batch")
+            unregister(con, "_rb_batch")
 
 
 def _pad(row: tuple[object, ...], width: int) -> tuple[object, ...]:
@@ -103,7 +103,7 @@ def fetch_head(
             f"SELECT s.rowid, {sel} FROM {table.head} s JOIN _rb_keys k ON {on}"
         ).fetchall()
     finally:
-        con.unregister("_rb_keys")
+        unregister(con, "_rb_keys")
     found: dict[Key, list[Text] | None] = {}
     for r in rows:
         row = list(r[1:])
@@ -126,7 +126,7 @@ def write_head(
         try:
             con.execute(f"DELETE FROM {table.head} WHERE rowid IN (SELECT r FROM _rb_rids)")
         finally:
-            con.unregister("_rb_rids")
+            unregister(con, "_rb_rids")
     live = [(pos, row) for pos, row in rows.values() if row is not None]
     if not live:
         return
@@ -143,7 +143,7 @@ def write_head(
         cols = ", ".join(arrays)
         con.execute(f"INSERT INTO {table.head} ({cols}) SELECT {', '.join(exprs)} FROM _rb_rows")
     finally:
-        con.unregister("_rb_rows")
+        unregister(con, "_rb_rows")
 
 
 def diff_changes(
