@@ -9,6 +9,7 @@ old key tells a key change apart (stored as delete + insert), and a full old row
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from rowback.model import Change, Column, Op, TableSchema, Text
 from rowback.sources.postgres import pgoutput as po
@@ -60,6 +61,16 @@ class Decoder:
         overlay: dict[int, TableSchema] | None = None,
     ) -> list[Change]:
         """The changes one row message stands for, numbered from ``seq``."""
+        if isinstance(msg, po.Insert | po.Update) and (msg.xid is None or not overlay):
+            # the hot path (every plain insert and update): no closures, no copies
+            t = self.relations[msg.relid]
+            start = self.skip_before.get(t.qualified)
+            if start is None or lsn < start:
+                return []
+            if (isinstance(msg, po.Insert) or msg.old is None) and po.UNCHANGED not in msg.new:
+                op = Op.INSERT if isinstance(msg, po.Insert) else Op.UPDATE
+                row = cast(list[Text], msg.new)
+                return [Change(t, op, t.key_of(row), row, None, commit_us, xid, lsn, seq + 1)]
 
         def table(relid: int) -> TableSchema:
             if overlay and relid in overlay:
