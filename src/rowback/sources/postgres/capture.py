@@ -296,8 +296,12 @@ class Capture:
                             # all of ours up to wal_end is in hand: store that position so
                             # the slot can advance without being confirmed past the store
                             self.position["lsn"] = cur.wal_end
-                        self._flush()
-                        if target is not None and cur.wal_end >= target:
+                        # a brief lull between transactions is not a reason to write:
+                        # fixed costs per write dominate when they come every few ms
+                        done = target is not None and cur.wal_end >= target
+                        if done or time.monotonic() - self._last_flush > cfg.flush_interval:
+                            self._flush()
+                        if done:
                             break
                         if cfg.tables is None and time.monotonic() > next_scan:
                             next_scan = time.monotonic() + cfg.rescan_interval

@@ -210,9 +210,11 @@ def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Res
         raise RowbackError(f"{t.qualified} has key ({names}): give {len(keys)} value(s)")
     match = " AND ".join(f"c{c.phys} = ?" for c in keys)
     try:
-        rows = con.execute(
-            _version_sql(t, f"({match}) OR _op = {Op.TRUNCATE}"), list(key)
-        ).fetchall()
+        # two queries: an OR here keeps DuckDB from pushing the key filter into the scan
+        rows = con.execute(_version_sql(t, match), list(key)).fetchall()
+        truncates = con.execute(_version_sql(t, f"_op = {Op.TRUNCATE}")).fetchall()
+        if truncates:
+            rows = sorted(rows + truncates, key=lambda r: r[0])
     except duckdb.ConversionException as e:
         raise RowbackError(f"--key {','.join(key)}: {str(e).splitlines()[0]}") from None
     folder = _Folder(t)

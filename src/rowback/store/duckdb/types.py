@@ -7,6 +7,7 @@ and carries a rendering hint instead.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -63,6 +64,7 @@ class Physical:
         return f"CAST({expr} AS {self.duck})"
 
 
+@functools.lru_cache(maxsize=4096)
 def physical(pg_type: str) -> Physical:
     """Map a ``format_type()`` name to its DuckDB form.
 

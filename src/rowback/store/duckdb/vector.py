@@ -154,7 +154,8 @@ def _insert_history(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     cols = ", ".join(f"c{c.phys}" for c in table.columns)
     con.execute(
         f"INSERT INTO {table.hist} (_pos, _lsn, _seq, _txid, _ts, _op, _m0, {cols}) "
-        f"SELECT _pos, _lsn, _seq, _txid, _ts, _op, _m, {', '.join(exprs)} FROM _rb_w"
+        f"SELECT _pos, _lsn, _seq, _txid, _ts, _op, _m, {', '.join(exprs)} FROM _rb_w "
+        "ORDER BY _pos"  # in position order: delta encoding and zone maps rely on it
     )
 
 
