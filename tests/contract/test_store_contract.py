@@ -259,6 +259,7 @@ def test_property_asof_equals_model_at_every_commit(
     model: dict[int, tuple[str | None, str]] = {}
     expected: list[list[tuple[Any, ...]]] = []
     pending: list[Change] = []
+    all_changes: list[Change] = []
     for t, ops in enumerate(txs, start=1):
         seq = 0
         for op, k, v in ops:
@@ -275,13 +276,29 @@ def test_property_asof_equals_model_at_every_commit(
                 del model[k]
                 pending.append(ch(T1, Op.DELETE, None, t, seq, key=(str(k),)))
         expected.append(sorted((k, n, Decimal(b)) for k, (n, b) in model.items()))
+        all_changes.extend(c for c in pending if c.txid == t)
         if t % split == 0:
             s.write(pending, "src", {"lsn": t * 100})
             pending = []
     s.write(pending, "src", {"lsn": len(txs) * 100})
+    written = all_changes
+
+    def seen_in(t: int, key: int) -> set[int]:
+        """Keys changed more than once in tx t: only their first before image is checked."""
+        ids = [int(c.key[0]) for c in written if c.txid == t and c.key]
+        return {key} if ids.count(key) > 1 else set()
+
     for t, want in enumerate(expected, start=1):
         got = rows(s, "acct", AtLsn(t * 100)) if s.tables() else []
         assert got == want, f"as of tx {t}"
+        if not s.tables() or not any(c.txid == t for c in written):
+            continue
+        prior = {r[0]: r for r in (expected[t - 2] if t > 1 else [])}
+        for change in s.tx(t).rows:  # tx's first before image = the row as of the tx before
+            key = change[4]["id"]
+            if change[5] is not None and key in prior and key not in seen_in(t, key):
+                k, n, b = prior[key]
+                assert change[5] == {"id": k, "name": n, "bal": str(b)}, f"tx {t} key {key}"
 
 
 def test_tx_with_many_keys_has_before_images(open_store: Callable[..., Store]) -> None:

@@ -330,25 +330,30 @@ def _states_before(
     )
     t0 = int(truncated[0]) if truncated else 0
     where = f"_pos < {lo} AND _pos > {t0}"
+    cols = [c for c in t.columns if c.alive_at(lo - 1)]
+    order = [c for c in cols if c.key] + [c for c in cols if not c.key]
+    # the state just before the transaction is the same per-column fold asof uses, in SQL,
+    # instead of replaying every earlier version of hot keys in Python
     if len(wanted) <= 64:  # a short OR list lets DuckDB push the filter into the scan
         match = " OR ".join(
             "(" + " AND ".join(f"c{c.phys} = ?" for c in keys) + ")" for _ in wanted
         )
         args = [v for k in wanted for v in k]
-        prior = con.execute(_version_sql(t, f"{where} AND ({match})"), args).fetchall()
+        prior = con.execute(_fold_sql(t, order, f"{where} AND ({match})"), args).fetchall()
     else:
-        cols = list(zip(*wanted, strict=True))
-        con.register("_rb_want", pa.table({f"k{i}": list(v) for i, v in enumerate(cols)}))
+        kcols = list(zip(*wanted, strict=True))
+        con.register("_rb_want", pa.table({f"k{i}": list(v) for i, v in enumerate(kcols)}))
         try:
             on = " AND ".join(f"c{c.phys} = _rb_want.k{i}" for i, c in enumerate(keys))
             prior = con.execute(
-                _version_sql(t, f"{where} AND EXISTS (SELECT 1 FROM _rb_want WHERE {on})")
+                _fold_sql(t, order, f"{where} AND EXISTS (SELECT 1 FROM _rb_want WHERE {on})")
             ).fetchall()
         finally:
             unregister(con, "_rb_want")
+    nkeys = len([c for c in order if c.key])
     states: dict[tuple[Any, ...], Row | None] = {}
     for r in prior:
-        k = tuple(r[folder.base + c.phys] for c in keys)
-        op, _, written = folder.decode(r)
-        _, states[k] = folder.step(states.get(k), op, written, r[0])
+        states[tuple(r[:nkeys])] = {
+            c.name: to_json_value(v, c.physical.hint) for c, v in zip(order, r, strict=True)
+        }
     return states
