@@ -73,34 +73,30 @@ def _wal_level(cat: SourceCatalog) -> Check:
     return Check("wal_level", "ok", "logical")
 
 
+def _limit(cat: SourceCatalog, check: str, setting: str, in_use_sql: str) -> Check:
+    """One capacity check: how many of ``setting`` are taken, and the fix when none is left."""
+    limit = int(_one(cat, f"SHOW {setting}"))
+    used = int(_one(cat, in_use_sql))
+    if used >= limit:
+        return Check(
+            check,
+            "fail",
+            f"{used} of {setting}={limit} in use",
+            f"ALTER SYSTEM SET {setting} = {limit + 4}; -- then restart",
+        )
+    return Check(check, "ok", f"{used} of {limit} in use")
+
+
 def _capacity(cat: SourceCatalog) -> list[Check]:
-    out = []
-    slots = int(_one(cat, "SHOW max_replication_slots"))
-    used = int(_one(cat, "SELECT count(*) FROM pg_replication_slots"))
-    if used >= slots:
-        out.append(
-            Check(
-                "replication slots",
-                "fail",
-                f"{used} of max_replication_slots={slots} in use",
-                f"ALTER SYSTEM SET max_replication_slots = {slots + 4}; -- then restart",
-            )
-        )
-    else:
-        out.append(Check("replication slots", "ok", f"{used} of {slots} in use"))
-    senders = int(_one(cat, "SHOW max_wal_senders"))
-    active = int(_one(cat, "SELECT count(*) FROM pg_stat_replication"))
-    if active >= senders:
-        out.append(
-            Check(
-                "wal senders",
-                "fail",
-                f"{active} of max_wal_senders={senders} in use",
-                f"ALTER SYSTEM SET max_wal_senders = {senders + 4}; -- then restart",
-            )
-        )
-    else:
-        out.append(Check("wal senders", "ok", f"{active} of {senders} in use"))
+    out = [
+        _limit(
+            cat,
+            "replication slots",
+            "max_replication_slots",
+            "SELECT count(*) FROM pg_replication_slots",
+        ),
+        _limit(cat, "wal senders", "max_wal_senders", "SELECT count(*) FROM pg_stat_replication"),
+    ]
     keep = str(_one(cat, "SHOW max_slot_wal_keep_size"))
     if keep == "-1":
         out.append(
