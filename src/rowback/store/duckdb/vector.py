@@ -65,7 +65,6 @@ def apply(
     con: duckdb.DuckDBPyConnection, table: Table, items: Sequence[Item], stats: WriteStats
 ) -> None:
     """Write ``items`` (one table, one layout) to history and head."""
-    n = len(table.columns)
     afters, befores = _physical_rows(table, items)
     arrays: dict[str, pa.Array] = {
         "_pos": pa.array([i[0] for i in items], pa.uint64()),
@@ -91,7 +90,6 @@ def apply(
     if befores is not None:
         _count_gaps(con, table, stats)
     con.execute("DROP TABLE _rb_w")
-    del n
 
 
 def _work_sql(table: Table, layout: tuple[int, ...], with_before: bool) -> str:

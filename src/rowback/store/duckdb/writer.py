@@ -9,7 +9,6 @@ history is reported as a gap instead of being trusted or ignored.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
@@ -17,7 +16,6 @@ import pyarrow as pa
 from rowback.model import Change, Op, Text, WriteStats
 from rowback.store.duckdb.catalog import MASK_BITS, Table, unregister
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Key = tuple[Text, ...]
 
 
@@ -243,9 +241,3 @@ def _gap(stats: WriteStats, table: Table, key: Key, what: str) -> None:
     stats.gaps += 1
     if len(stats.gap_examples) < 10:
         stats.gap_examples.append(f"{table.qualified} key {key}: {what}")
-
-
-def micros(ts: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime."""
-    delta = ts - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
