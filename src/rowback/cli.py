@@ -83,9 +83,13 @@ def capture(
     batch: Annotated[int, typer.Option(help="Changes per store write.", min=1)] = 20_000,
     fmt: FmtOpt = Fmt.table,
 ) -> None:
-    """Capture every row change of a PostgreSQL database into the store (pgoutput)."""
+    """Capture every row change of a PostgreSQL database into the store (pgoutput).
+
+    A lost connection to the source (restart, failover) is retried with a growing pause;
+    with --once, up to 5 times in a row."""
     from rowback.progress import capture_progress
-    from rowback.sources.postgres.capture import Capture, CaptureConfig
+    from rowback.sources.postgres.capture import CaptureConfig
+    from rowback.sources.postgres.reconnect import ReconnectingCapture
 
     cfg = CaptureConfig(
         source,
@@ -99,7 +103,9 @@ def capture(
     s = open_store(store_path(store))
     try:
         with capture_progress(enabled=sys.stderr.isatty()) as progress:
-            cap = Capture(cfg, s, progress=progress)
+            cap = ReconnectingCapture(
+                cfg, s, progress, notify=lambda msg: typer.echo(f"rowback: {msg}", err=True)
+            )
             previous = {sig: signal.signal(sig, lambda *_: cap.stop()) for sig in (2, 15)}
             try:
                 status = cap.run()

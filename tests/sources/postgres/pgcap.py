@@ -283,7 +283,7 @@ def drop_database(admin_dsn: str, name: str) -> None:
 
 CAPTURE_SCRIPT = textwrap.dedent(
     """
-    import resource, sys
+    import sys
     from pathlib import Path
     from rowback.sources.postgres.capture import Capture, CaptureConfig
     from rowback.store.duckdb import DuckDBStore
@@ -295,10 +295,25 @@ CAPTURE_SCRIPT = textwrap.dedent(
     )
     status = Capture(cfg, store).run()
     store.close()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak across fork and exec
+    hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")][0]
+    peak_kb = int(hwm.split()[1])
     print(f"peak_kb={peak_kb} changes={status.changes} gaps={status.gaps}", flush=True)
     """
 )
+
+
+def capture_and_check(
+    dsn: str, store_path: Path, table: str, states: Sequence[tuple[int, TableState]]
+) -> None:
+    """Capture what is committed; then ``asof`` at each (LSN, state) must equal it."""
+    from rowback.when import AtLsn
+
+    status = capture_once(dsn, store_path)
+    assert status.gaps == 0
+    with opened(store_path) as store:
+        for lsn, want in states:
+            assert_same(store, table, AtLsn(lsn), want)
 
 
 def capture_process(

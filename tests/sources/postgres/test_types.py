@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pgcap import (
     assert_same,
+    capture_and_check,
     capture_once,
     execute,
     insert_lsn,
@@ -230,4 +231,38 @@ def test_values_beyond_duckdb_types(
     capture_once(pg_dsn, store_path)
     with opened(store_path) as store:
         assert_same(store, "public.t", AtLsn(want[0]), want[1])
+    conn.close()
+
+
+def test_user_defined_and_other_types_round_trip(pg_dsn: str, store_path: Path) -> None:
+    """Enums, domains, composites, ranges, network, money, bits, geometry, xml, full-text:
+    kept as PostgreSQL prints them, through the snapshot and the stream."""
+    conn = pg_connect(pg_dsn)
+    execute(
+        pg_dsn,
+        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
+        "CREATE DOMAIN price AS numeric(8,2) CHECK (VALUE >= 0)",
+        "CREATE TYPE addr AS (street text, no int)",
+        "CREATE TABLE odd (id int PRIMARY KEY, m mood, p price, a addr, r int4range, "
+        "tr tstzrange, ip inet, net cidr, mac macaddr, mo money, bits bit(4), vb varbit, "
+        "pt point, x xml, tv tsvector, tz timetz, ms mood[], o oid)",
+    )
+    rows = [
+        "(1, 'happy', 12.50, ROW('Main St', 5), '[1,10)', "
+        "'[2020-01-01 00:00+00,2021-01-01 00:00+00)', '10.0.0.1', '10.0.0.0/8', "
+        "'08:00:2b:01:02:03', 12.34, B'1010', B'101', '(1.5,-2)', '<a>x</a>', "
+        "'a fat cat', '12:00:00+05:30', '{sad,ok}', 42)",
+        "(2, NULL, 0, ROW(NULL, NULL), 'empty', '(,)', '::1', '2001:db8::/32', "
+        "'ff:ff:ff:ff:ff:ff', -1, B'0000', B'', '(0,0)', '', '', '00:00:00-12', '{}', 0)",
+    ]
+    execute(pg_dsn, f"INSERT INTO odd VALUES {rows[0]}")
+    capture_once(pg_dsn, store_path)
+    at_snapshot = insert_lsn(conn), pg_state(conn, "public.odd")
+    execute(
+        pg_dsn,
+        f"INSERT INTO odd VALUES {rows[1]}",
+        "UPDATE odd SET m = 'ok', a = ROW('Side St', NULL), r = '[5,6]' WHERE id = 1",
+    )
+    streamed = insert_lsn(conn), pg_state(conn, "public.odd")
+    capture_and_check(pg_dsn, store_path, "public.odd", [at_snapshot, streamed])
     conn.close()

@@ -83,11 +83,12 @@ class Capture:
         config: CaptureConfig,
         store: Store,
         progress: Callable[[CaptureStatus], None] | None = None,
+        status: CaptureStatus | None = None,
     ) -> None:
         self.cfg = config
         self.store = store
         self.progress = progress or (lambda s: None)
-        self.status = CaptureStatus()
+        self.status = status or CaptureStatus()  # shared by the sessions of a reconnect loop
         self._stop = False
         self.conn = connect(config.dsn)
         self.conn.autocommit = True
@@ -195,9 +196,12 @@ class Capture:
                 cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in schema.columns)
                 cur = conn.cursor(name=f"rowback_snap_{schema.name}"[:60])
                 cur.itersize = self.cfg.batch_size
+                # ONLY: inheritance children are tables of their own; a partitioned
+                # table is read with its partitions, whose changes arrive under its name
+                only = sql.SQL("" if self.cat.partitioned(schema.qualified) else "ONLY ")
                 cur.execute(
-                    sql.SQL("SELECT {} FROM ONLY {}").format(
-                        cols, qualified(schema.schema, schema.name)
+                    sql.SQL("SELECT {} FROM {}{}").format(
+                        cols, only, qualified(schema.schema, schema.name)
                     )
                 )
                 batch: list[Change] = []

@@ -21,7 +21,7 @@ SESSION_OPTIONS = (
 _PK_TABLES = """
 SELECT n.nspname, c.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND NOT c.relispartition
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_%%'
   AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
@@ -74,7 +74,8 @@ class SourceCatalog:
         psycopg2.extensions.register_type(text, conn)
 
     def pk_tables(self) -> list[str]:
-        """Every ordinary table with a primary key, as ``schema.table``."""
+        """Every table with a primary key, as ``schema.table``: ordinary tables and
+        partitioned tables (whose partitions are captured as part of them)."""
         return [f"{s}.{t}" for s, t in self.query(_PK_TABLES)]
 
     def schema_of(self, name: str) -> TableSchema:
@@ -89,6 +90,15 @@ class SourceCatalog:
         return TableSchema(
             self.source, schema, table, tuple(Column(n, t, bool(k)) for n, t, k in cols)
         )
+
+    def partitioned(self, name: str) -> bool:
+        """Whether ``schema.table`` is a partitioned table (its rows live in partitions)."""
+        schema, _, table = name.partition(".")
+        rows = self.query(
+            "SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass(format('%%I.%%I', %s, %s))",
+            [schema, table],
+        )
+        return bool(rows and rows[0][0])
 
     def type_name(self, oid: int, typmod: int) -> str:
         got = self._types.get((oid, typmod))
@@ -123,13 +133,24 @@ class SourceCatalog:
         """Create the publication or add missing tables to it; return the tables added."""
         have = self.published(publication)
         idents = [qualified(*t.split(".", 1)) for t in tables]
+        # Changes to a partition are published as changes to its partitioned table, the
+        # one that is captured; for ordinary tables the option changes nothing.
         if have is None:
             self.query(
-                sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
-                    sql.Identifier(publication), sql.SQL(", ").join(idents)
-                )
+                sql.SQL(
+                    "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)"
+                ).format(sql.Identifier(publication), sql.SQL(", ").join(idents))
             )
             return list(tables)
+        via_root = self.query(
+            "SELECT pubviaroot FROM pg_publication WHERE pubname = %s", [publication]
+        )
+        if via_root and not via_root[0][0]:
+            self.query(
+                sql.SQL("ALTER PUBLICATION {} SET (publish_via_partition_root = true)").format(
+                    sql.Identifier(publication)
+                )
+            )
         missing = [t for t in tables if t not in have]
         if missing:
             self.query(
