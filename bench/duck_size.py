@@ -31,8 +31,11 @@ def _used_bytes(con: duckdb.DuckDBPyConnection, db: str) -> int:
     raise KeyError(db)
 
 
-def copy_size(store_file: Path, table: str, where: str = "true") -> dict[str, Any]:
-    """Bytes of ``table`` (rows matching ``where``) alone in a new checkpointed file."""
+def copy_size(
+    store_file: Path, table: str, where: str = "true", order: str = "_pos"
+) -> dict[str, Any]:
+    """Bytes of ``table`` (rows matching ``where``, in ``order``: as stored) alone in a new
+    checkpointed file."""
     tmp = Path(tempfile.mkdtemp(prefix="rowback-size-"))
     con = duckdb.connect()
     try:
@@ -43,7 +46,7 @@ def copy_size(store_file: Path, table: str, where: str = "true") -> dict[str, An
         base = _used_bytes(con, "empty")
         con.execute(f"ATTACH '{tmp / 'only.duckdb'}' AS alone")
         con.execute(
-            f"CREATE TABLE alone.t AS SELECT * FROM src.{table} WHERE {where} ORDER BY _pos"
+            f"CREATE TABLE alone.t AS SELECT * FROM src.{table} WHERE {where} ORDER BY {order}"
         )
         con.execute("CHECKPOINT alone")
         used = _used_bytes(con, "alone")

@@ -69,8 +69,14 @@ def measure(store: str) -> dict[str, Any]:
     ops = dict(con.execute(f"SELECT _op, count(*) FROM {hist} GROUP BY _op").fetchall())
     in_place = in_place_blocks(con, hist)
     store_used = [r for r in con.execute("PRAGMA database_size").fetchall()][0]
+    ckpt = f"k_{tid}"
+    cps = con.execute(
+        "SELECT count(*), coalesce(sum(rows), 0) FROM _rb_checkpoints WHERE table_id = ?", [tid]
+    ).fetchone()
     con.close()
     return {
+        "checkpoints": {"count": cps[0], "rows": int(cps[1])},
+        "checkpoint_table": copy_size(file, ckpt, order="_cp, c0") if cps[0] else None,
         "table": hist,
         "ops": {str(k): v for k, v in ops.items()},
         "all": copy_size(file, hist),
@@ -126,6 +132,11 @@ def run(ctx: Ctx) -> BenchResult:
         columns_compression={c: v["compression"] for c, v in m["all"]["columns"].items()},
         change_columns_bytes={c: v["bytes"] for c, v in m["changes_only"]["columns"].items()},
         in_place_block_bytes=m["in_place_block_bytes"],
+        checkpoints=m["checkpoints"],
+        checkpoint_bytes=(m["checkpoint_table"] or {}).get("bytes"),
+        checkpoint_columns_bytes={
+            c: v["bytes"] for c, v in (m["checkpoint_table"] or {"columns": {}})["columns"].items()
+        },
         store_file_bytes=m["store_file_bytes"],
         capture_rss_mb=[snap["peak_rss_mb"], drain["peak_rss_mb"]],
     )
@@ -173,6 +184,22 @@ def run(ctx: Ctx) -> BenchResult:
             rss,
             better="lower",
             note="includes the head table (current row per key as text), tx log, catalog",
+        ),
+        Figure(
+            "checkpoints B/event (all events)",
+            "B/event",
+            [(m["checkpoint_table"] or {"bytes": 0})["bytes"] / rows],
+            rss,
+            better="lower",
+            note=f"k_N: {m['checkpoints']['count']} checkpoint(s), "
+            f"{m['checkpoints']['rows']:,} rows, beside the history above",
+        ),
+        Figure(
+            "checkpoints B/row (per checkpoint row)",
+            "B/row",
+            [(m["checkpoint_table"] or {"bytes": 0})["bytes"] / max(1, m["checkpoints"]["rows"])],
+            rss,
+            better="lower",
         ),
         Figure("Debezium JSON value B/event", "B/event", [deb], better="lower"),
         Figure("Debezium JSON key+value B/event", "B/event", [deb_kv], better="lower"),

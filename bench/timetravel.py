@@ -9,14 +9,17 @@ abalance, 5% inserts of new keys, 5% deletes (a change that lands on a deleted k
 re-inserts it), so the table stays near ROWS live rows. Updated and deleted keys are skewed (rank
 = n·u³ mapped through a fixed permutation: the hottest 0.1% of rows get 10% of the
 updates, scattered over the key space). The store is built once and kept in
-``bench/out/cache``; the write rate is a figure when it is built.
+``bench/out/cache``; the write rate, and what a checkpoint adds to the write that takes
+it, are figures when it is built.
 
 Each run is a fresh process opening the store read-only, then:
 
 - ``asof`` of the whole table at 99% and at 50% of the history, all rows consumed
   (the first call in the process; the OS page cache is warm);
 - ``history`` of ~100 keys drawn uniformly (p50/p99, after 3 warm-up calls);
-- ``tx`` of ~100 random transactions (p50/p99).
+- ``tx`` of ~100 random transactions (p50/p99);
+- ``asof`` again at 5%, 10%, ... 95% of the time span and just before each checkpoint
+  (warm): the worst of those.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ NAME = "timetravel"
 DAY_US = 86_400_000_000
 START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 FILLER = " " * 84
-GENERATOR = 2  # bump when the synthetic history changes, so cached stores are rebuilt
+GENERATOR = 3  # bump when the synthetic history or the store's format changes (3: checkpoints)
 
 
 def _schema() -> Any:
@@ -64,12 +67,21 @@ def build(store: str, rows: int, changes: int, seed: int, batch: int = 100_000) 
     st = DuckDBStore(store)
     write_s = 0.0
     lsn = 0x1000000
+    plain: list[float] = []  # seconds of each change write that took no checkpoint
+    with_cp: list[tuple[float, int]] = []  # (seconds, checkpoint rows) of those that did
 
     def write(items: list[Any]) -> None:
         nonlocal write_s
+        before = len(st.table("public.pgbench_accounts").checkpoints) if st.tables() else 0
         t = time.perf_counter()
         st.write(items, "postgres", {"lsn": lsn, "partial": None, "snapshot_lsn": 0x1000000})
-        write_s += time.perf_counter() - t
+        took = time.perf_counter() - t
+        write_s += took
+        cps = st.table("public.pgbench_accounts").checkpoints
+        if len(cps) > before:
+            with_cp.append((took, cps[-1].rows))
+        elif items and items[0].op != Op.SNAPSHOT:
+            plain.append(took)
 
     items: list[Any] = []
     for aid in range(1, rows + 1):
@@ -131,8 +143,13 @@ def build(store: str, rows: int, changes: int, seed: int, batch: int = 100_000) 
             items = []
     write(items)
     counts = dict(st.sql("SELECT _op, count(*) FROM h_1 GROUP BY _op"))
+    checkpoints = [[cp.pos, cp.rows] for cp in st.table("public.pgbench_accounts").checkpoints]
     st.close()
+    plain.sort()
     return {
+        "write_p50_s": plain[len(plain) // 2] if plain else None,
+        "checkpoint_writes": with_cp,
+        "checkpoints": checkpoints,
         "snapshot_write_s": snapshot_s,
         "changes_write_s": write_s - snapshot_s,
         "rows": rows,
@@ -145,7 +162,7 @@ def build(store: str, rows: int, changes: int, seed: int, batch: int = 100_000) 
 def query(store: str, seed: int, samples: int) -> dict[str, Any]:
     """One run of the read benchmarks on a store opened read-only in this process."""
     from rowback.store.duckdb import DuckDBStore
-    from rowback.when import AtTime
+    from rowback.when import AtTime, BeforeTx
 
     rnd = random.Random(seed)
     t = time.perf_counter()
@@ -190,6 +207,22 @@ def query(store: str, seed: int, samples: int) -> dict[str, Any]:
         if i >= 3:
             txs.append(time.perf_counter() - t)
             tx_rows.append(n)
+    # "any point of history": a sweep, plus just before each checkpoint (where the most
+    # history since the previous one has to be folded), all warm
+    sweep: list[tuple[str, Any]] = [
+        (f"{i * 5}%", AtTime(lo + (hi - lo) * i / 20)) for i in range(1, 20)
+    ]
+    cps = st.sql(
+        "SELECT c.pos, min(t.txid) FROM _rb_checkpoints c JOIN _rb_tx t "
+        "ON c.pos BETWEEN t.pos_lo AND t.pos_hi GROUP BY c.pos ORDER BY c.pos"
+    )
+    sweep += [(f"before checkpoint @{pos:,}", BeforeTx(int(x))) for pos, x in cps]
+    worst = ("", 0.0)
+    for label, point in sweep:
+        t = time.perf_counter()
+        sum(1 for _ in st.asof("public.pgbench_accounts", point).rows)
+        took = time.perf_counter() - t
+        worst = max(worst, (label, took), key=lambda w: w[1])
     st.close()
     out.update(
         history_p50_s=percentile(hist, 50),
@@ -200,6 +233,9 @@ def query(store: str, seed: int, samples: int) -> dict[str, Any]:
         tx_p50_s=percentile(txs, 50),
         tx_p99_s=percentile(txs, 99),
         tx_rows_mean=sum(tx_rows) / max(1, len(tx_rows)),
+        asof_worst_s=worst[1],
+        asof_worst_at=worst[0],
+        asof_points=len(sweep),
     )
     return out
 
@@ -237,6 +273,7 @@ def run(ctx: Ctx) -> BenchResult:
             "store_mb": round((path / "rowback.duckdb").stat().st_size / 2**20, 1),
             "history_ops": meta["ops"],
             "built": meta["built"],
+            "checkpoints": meta.get("checkpoints"),
             "samples": samples,
         },
     )
@@ -285,6 +322,22 @@ def run(ctx: Ctx) -> BenchResult:
                 [built["peak_rss_mb"]],
             ),
         ]
+        if built["checkpoint_writes"] and built["write_p50_s"]:
+            extra = [s - built["write_p50_s"] for s, _ in built["checkpoint_writes"]]
+            res.figures.append(
+                Figure(
+                    "build: a checkpoint's cost in its write",
+                    "ms",
+                    [e * 1000 for e in extra],
+                    [built["peak_rss_mb"]],
+                    better="lower",
+                    shown_runs=1,
+                    note=f"{len(extra)} checkpoints of "
+                    f"{min(r for _, r in built['checkpoint_writes']):,}–"
+                    f"{max(r for _, r in built['checkpoint_writes']):,} rows; write time minus "
+                    "the median 100k-change write",
+                )
+            )
     res.figures += [
         Figure("open store", "ms", [r["open_s"] * ms for r in runs], rss, better="lower"),
         Figure(
@@ -302,6 +355,16 @@ def run(ctx: Ctx) -> BenchResult:
             rss,
             target=1000,
             better="lower",
+        ),
+        Figure(
+            "asof whole table, worst point (warm)",
+            "ms",
+            [r["asof_worst_s"] * ms for r in runs],
+            rss,
+            target=1000,
+            better="lower",
+            note=f"{runs[0]['asof_points']} points: 5%..95% of the time span, and just before "
+            "each checkpoint; worst at " + ", ".join(r["asof_worst_at"] for r in runs),
         ),
         Figure(
             "history p50 (random key)",

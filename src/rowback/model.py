@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+import pyarrow as pa
+
 Text = str | None
 """A value in PostgreSQL text form, or SQL NULL."""
 
@@ -92,6 +94,55 @@ class Change:
     lsn: int
     seq: int
     unchanged: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeBatch:
+    """Changes to one table version in columns, for sources that decode in bulk.
+
+    The same information as a run of ``Change`` objects without TOAST-unchanged values
+    or TRUNCATE: ``op`` (uint8 ``Op`` values), ``txid``/``lsn`` (uint64), ``seq``
+    (uint32) and ``commit_us`` (int64) per change; ``after`` holds one string array per
+    column of ``table`` (a delete carries its key columns only); ``before`` likewise,
+    valid where ``has_before`` is true, or None when no change has one.
+    """
+
+    table: TableSchema
+    op: pa.Array
+    txid: pa.Array
+    lsn: pa.Array
+    seq: pa.Array
+    commit_us: pa.Array
+    after: tuple[pa.Array, ...]
+    before: tuple[pa.Array, ...] | None = None
+    has_before: pa.Array | None = None
+
+    def __len__(self) -> int:
+        return len(self.op)
+
+    def changes(self) -> list[Change]:
+        """The same changes as objects (for stores without a bulk path, and for tests)."""
+        cols = zip(*(a.to_pylist() for a in self.after), strict=True)
+        befores: list[list[Text] | None] = [None] * len(self)
+        if self.before is not None and self.has_before is not None:
+            has = self.has_before.to_pylist()
+            rows = zip(*(a.to_pylist() for a in self.before), strict=True)
+            befores = [list(r) if h else None for r, h in zip(rows, has, strict=True)]
+        meta = zip(
+            self.op.to_pylist(),
+            self.txid.to_pylist(),
+            self.lsn.to_pylist(),
+            self.seq.to_pylist(),
+            self.commit_us.to_pylist(),
+            strict=True,
+        )
+        out = []
+        for (op, txid, lsn, seq, ts), row, before in zip(meta, cols, befores, strict=True):
+            op = Op(op)
+            key = self.table.key_of(row)
+            after = None if op == Op.DELETE else list(row)
+            out.append(Change(self.table, op, key, after, before, ts, txid, lsn, seq))
+        return out
 
 
 @dataclass(frozen=True, slots=True)

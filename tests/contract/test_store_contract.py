@@ -20,6 +20,11 @@ from rowback.when import AtLsn, BeforeTx
 BACKENDS: dict[str, Callable[[Path], Store]] = {
     "duckdb": DuckDBStore,
     "duckdb-rowwise": lambda path: DuckDBStore(path, vectorized=False),
+    # checkpoints after nearly every write, so queries start from them
+    "duckdb-checkpoints": lambda path: DuckDBStore(path, checkpoint_every=1),
+    "duckdb-rowwise-checkpoints": lambda path: DuckDBStore(
+        path, vectorized=False, checkpoint_every=3
+    ),
 }
 
 T1 = TableSchema(

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rowback.model import Change, Quarantined, TableSchema, WriteStats
+from rowback.model import Change, ChangeBatch, Quarantined, TableSchema, WriteStats
 from rowback.when import Point
 
 
@@ -69,6 +69,22 @@ class Store(Protocol):
 
         ``schemas`` registers table versions with no change yet; ``quarantine`` keeps
         undecodable inputs in the same transaction.
+        """
+        ...
+
+    def write_batch(
+        self,
+        batch: ChangeBatch,
+        source: str,
+        position: Mapping[str, Any],
+        *,
+        commit: bool = True,
+    ) -> WriteStats:
+        """``write`` for changes decoded in columns; the same history, in bulk.
+
+        ``commit=False`` may leave the transaction open for the next write (a bulk load
+        commits every few batches); nothing of it is durable until a write commits. A
+        backend without a bulk path writes ``batch.changes()`` and commits each time.
         """
         ...
 

@@ -7,7 +7,9 @@ Every captured table gets two DuckDB tables:
   NULL differs from "unchanged"), and ``_pos`` (the store's global order), ``_lsn``,
   ``_seq``, ``_txid``, ``_ts``, ``_op``;
 - ``s_<id>``, its head: the current row per key as PostgreSQL text (typed key), to diff the
-  next change, fill TOAST-unchanged values, and answer recent as-of queries backwards.
+  next change, fill TOAST-unchanged values, and answer recent as-of queries backwards;
+- ``k_<id>``, its checkpoints (``checkpoints.py``): the whole table, typed, as of a few
+  store positions, so older states fold only the history since the nearest one.
 
 A column added, dropped or retyped gets a new physical column; old ones stay, so
 history written under any schema version stays readable.
@@ -21,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from rowback.model import TableSchema
+from rowback.model import Op, TableSchema
 from rowback.store.duckdb.types import Physical, physical
 
 CATALOG_DDL = """
@@ -34,6 +36,7 @@ CREATE TABLE IF NOT EXISTS _rb_columns (
 CREATE TABLE IF NOT EXISTS _rb_positions (source VARCHAR, position VARCHAR, updated TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS _rb_tx (
     pos_lo UBIGINT, pos_hi UBIGINT, lsn UBIGINT, txid UBIGINT, ts TIMESTAMPTZ, source VARCHAR);
+CREATE TABLE IF NOT EXISTS _rb_checkpoints (table_id INTEGER, pos UBIGINT, rows UBIGINT);
 CREATE TABLE IF NOT EXISTS _rb_quarantine (
     id BIGINT, source VARCHAR, location VARCHAR, line BIGINT, error VARCHAR, raw BLOB,
     quarantined_at TIMESTAMPTZ);
@@ -73,6 +76,14 @@ class PhysColumn:
         return self.added_pos <= pos and (self.dropped_pos is None or self.dropped_pos > pos)
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """The table's whole state as of store position ``pos`` (inclusive): ``rows`` live rows."""
+
+    pos: int
+    rows: int
+
+
 @dataclass
 class Table:
     """A captured table and where each of its schema versions' columns live."""
@@ -83,6 +94,10 @@ class Table:
     name: str
     created_pos: int
     columns: list[PhysColumn] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)  # by position
+    truncates: list[int] = field(default_factory=list)  # positions of TRUNCATEs, in order
+    # changes since the last checkpoint; None until this process first writes the table
+    since_checkpoint: int | None = None
     # id(TableSchema) -> physical index of each of its columns; a source reuses one
     # TableSchema object per relation version, so this is a cheap identity cache.
     _layouts: dict[int, tuple[int, ...]] = field(default_factory=dict)
@@ -99,6 +114,10 @@ class Table:
     @property
     def head(self) -> str:
         return f"s_{self.id}"
+
+    @property
+    def ckpt(self) -> str:
+        return f"k_{self.id}"
 
     @property
     def alive(self) -> list[PhysColumn]:
@@ -188,4 +207,21 @@ def load(con: duckdb.DuckDBPyConnection) -> dict[int, Table]:
     ).fetchall()
     for tid, phys, name, pg_type, key, added, dropped in rows:
         tables[tid].columns.append(PhysColumn(phys, name, pg_type, key, added, dropped))
+    try:
+        cps = con.execute(
+            "SELECT table_id, pos, rows FROM _rb_checkpoints ORDER BY table_id, pos"
+        ).fetchall()
+    except duckdb.CatalogException:  # a store written before checkpoints, opened read-only
+        cps = []
+    for tid, pos, n in cps:
+        if tid in tables:
+            tables[tid].checkpoints.append(Checkpoint(int(pos), int(n)))
+    for t in tables.values():
+        # zone maps on _op answer this without a scan when there is no TRUNCATE
+        t.truncates = [
+            int(r[0])
+            for r in con.execute(
+                f"SELECT _pos FROM {t.hist} WHERE _op = {Op.TRUNCATE} ORDER BY _pos"
+            ).fetchall()
+        ]
     return tables

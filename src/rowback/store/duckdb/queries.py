@@ -19,6 +19,7 @@ from rowback.errors import RowbackError
 from rowback.model import Op
 from rowback.render import to_json_value
 from rowback.store.base import Result
+from rowback.store.duckdb import states
 from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table, first, unregister
 from rowback.when import AtLsn, AtTime, BeforeTx, Point, format_lsn
 
@@ -67,78 +68,28 @@ def bound(con: duckdb.DuckDBPyConnection, point: Point) -> int:
     return int(got[0]) if got and got[0] is not None else 0
 
 
-def _written(c: PhysColumn) -> str:
-    word, bit = divmod(c.phys, MASK_BITS)
-    return f"(_m{word} & {1 << bit}::UBIGINT) <> 0"
-
-
-def _fold_sql(t: Table, cols: list[PhysColumn], where: str) -> str:
-    """Per-key state at a bound: newest written value of every column."""
-    keys = [c for c in cols if c.key] or t.key_columns
-    sel = [f'c{c.phys} AS "{c.name}"' for c in keys]
-    sel += [
-        f'arg_max_null(c{c.phys}, _pos) FILTER (WHERE {_written(c)}) AS "{c.name}"'
-        for c in cols
-        if not c.key
-    ]
-    group = ", ".join(f"c{c.phys}" for c in keys)
-    return (
-        f"SELECT {', '.join(sel)} FROM {t.hist} WHERE {where} AND _op <> {Op.TRUNCATE} "
-        f"GROUP BY {group} HAVING arg_max(_op, _pos) <> {Op.DELETE}"
-    )
-
-
 def _hints(cols: Sequence[PhysColumn]) -> dict[str, str]:
     return {c.name: h for c in cols if (h := c.physical.hint)}
 
 
 def asof(
-    con: duckdb.DuckDBPyConnection, t: Table, point: Point, where: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    t: Table,
+    point: Point,
+    where: str | None = None,
+    plan: str | None = None,
 ) -> Result:
-    """The whole table at ``point``, read backwards from the head when that is cheaper."""
+    """The whole table at ``point``, by the cheapest plan (``plan`` forces one, for tests)."""
     b = bound(con, point)
     cols = [c for c in t.columns if c.alive_at(max(b, t.created_pos))]
     order = [c for c in cols if c.key] + [c for c in cols if not c.key]
     keys = [c for c in order if c.key]
-    truncated = first(
-        con.execute(
-            f"SELECT coalesce(max(_pos), 0) FROM {t.hist} WHERE _op = {Op.TRUNCATE} AND _pos <= ?",
-            [b],
-        ).fetchall()
-    )
-    t0 = int(truncated[0]) if truncated else 0
-    stats = first(
-        con.execute(
-            f"SELECT count(*) FILTER (WHERE _pos > $b), count(*) FILTER (WHERE _pos <= $b), "
-            f"count(*) FILTER (WHERE _pos > $b AND _op = {Op.TRUNCATE}) FROM {t.hist}",
-            {"b": b},
-        ).fetchall()
-    )
-    after, before, trunc_after = stats if stats else (0, 0, 0)
-    fold_where = f"_pos <= {b} AND _pos > {t0}"
-    if trunc_after == 0 and after < before:
-        on_head = " AND ".join(f"s.c{c.phys} = k.c{c.phys}" for c in keys)
-        on_hist = " AND ".join(f"h.c{c.phys} = k.c{c.phys}" for c in keys)
-        head_sel = ", ".join(
-            f's.c{c.phys} AS "{c.name}"'
-            if c.key
-            else f'{c.physical.cast(f"s.c{c.phys}")} AS "{c.name}"'
-            for c in order
-        )
-        touched = (
-            f"SELECT DISTINCT {', '.join(f'c{c.phys}' for c in keys)} FROM {t.hist} "
-            f"WHERE _pos > {b} AND _op <> {Op.TRUNCATE}"
-        )
-        fold = _fold_sql(t, order, fold_where).replace(
-            f"FROM {t.hist} WHERE", f"FROM {t.hist} h SEMI JOIN _touched k ON {on_hist} WHERE", 1
-        )
-        sql = (
-            f"WITH _touched AS ({touched}) "
-            f"SELECT {head_sel} FROM {t.head} s ANTI JOIN _touched k ON {on_head} "
-            f"UNION ALL {fold}"
-        )
-    else:
-        sql = _fold_sql(t, order, fold_where)
+    choices = states.plans(con, t, b, order)
+    if plan is not None:
+        choices = [p for p in choices if p.name == plan]
+        if not choices:
+            raise RowbackError(f"plan {plan!r} cannot answer {t.qualified} at position {b}")
+    sql = choices[0].sql
     order_by = ", ".join(f'"{c.name}"' for c in keys)
     sql = f"SELECT * FROM ({sql}) AS {t.name}" + (f" WHERE {where}" if where else "")
     sql += f" ORDER BY {order_by}"
@@ -212,8 +163,8 @@ def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Res
     try:
         # two queries: an OR here keeps DuckDB from pushing the key filter into the scan
         rows = con.execute(_version_sql(t, match), list(key)).fetchall()
-        truncates = con.execute(_version_sql(t, f"_op = {Op.TRUNCATE}")).fetchall()
-        if truncates:
+        if t.truncates:  # the catalog knows where they are: skip the query when there are none
+            truncates = con.execute(_version_sql(t, f"_op = {Op.TRUNCATE}")).fetchall()
             rows = sorted(rows + truncates, key=lambda r: r[0])
     except duckdb.ConversionException as e:
         raise RowbackError(f"--key {','.join(key)}: {str(e).splitlines()[0]}") from None
@@ -322,38 +273,35 @@ def _states_before(
     wanted = {tuple(r[folder.base + c.phys] for c in keys) for r in rows if r[4] != Op.TRUNCATE}
     if not wanted:
         return {}
-    truncated = first(
-        con.execute(
-            f"SELECT coalesce(max(_pos), 0) FROM {t.hist} WHERE _op = {Op.TRUNCATE} AND _pos < ?",
-            [lo],
-        ).fetchall()
-    )
-    t0 = int(truncated[0]) if truncated else 0
-    where = f"_pos < {lo} AND _pos > {t0}"
-    cols = [c for c in t.columns if c.alive_at(lo - 1)]
+    b = lo - 1
+    cols = [c for c in t.columns if c.alive_at(b)]
     order = [c for c in cols if c.key] + [c for c in cols if not c.key]
-    # the state just before the transaction is the same per-column fold asof uses, in SQL,
-    # instead of replaying every earlier version of hot keys in Python
+    # the state just before the transaction: the nearest checkpoint's rows for these keys
+    # plus their versions since, folded in SQL, instead of replaying all earlier versions
+    cp = states.checkpoint_at(t, b, keys)
+    lo0 = states.last_truncate(t, b)
     if len(wanted) <= 64:  # a short OR list lets DuckDB push the filter into the scan
         match = " OR ".join(
-            "(" + " AND ".join(f"c{c.phys} = ?" for c in keys) + ")" for _ in wanted
+            "("
+            + " AND ".join(f"v.c{c.phys} = ${i * len(keys) + j + 1}" for j, c in enumerate(keys))
+            + ")"
+            for i in range(len(wanted))
         )
-        args = [v for k in wanted for v in k]
-        prior = con.execute(_fold_sql(t, order, f"{where} AND ({match})"), args).fetchall()
+        sql = states.state(t, order, b, cp, lo0, where=match)
+        prior = con.execute(sql, [v for k in wanted for v in k]).fetchall()
     else:
         kcols = list(zip(*wanted, strict=True))
         con.register("_rb_want", pa.table({f"k{i}": list(v) for i, v in enumerate(kcols)}))
         try:
-            on = " AND ".join(f"c{c.phys} = _rb_want.k{i}" for i, c in enumerate(keys))
-            prior = con.execute(
-                _fold_sql(t, order, f"{where} AND EXISTS (SELECT 1 FROM _rb_want WHERE {on})")
-            ).fetchall()
+            on = " AND ".join(f"v.c{c.phys} = w.k{i}" for i, c in enumerate(keys))
+            sql = states.state(t, order, b, cp, lo0, join=f"SEMI JOIN _rb_want w ON {on}")
+            prior = con.execute(sql).fetchall()
         finally:
             unregister(con, "_rb_want")
     nkeys = len([c for c in order if c.key])
-    states: dict[tuple[Any, ...], Row | None] = {}
+    found: dict[tuple[Any, ...], Row | None] = {}
     for r in prior:
-        states[tuple(r[:nkeys])] = {
+        found[tuple(r[:nkeys])] = {
             c.name: to_json_value(v, c.physical.hint) for c, v in zip(order, r, strict=True)
         }
-    return states
+    return found

@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rowback.errors import RowbackError
-from rowback.model import Change, Quarantined, TableSchema, WriteStats
+from rowback.model import Change, ChangeBatch, Op, Quarantined, TableSchema, WriteStats
 from rowback.store.base import Capabilities, Result, TableInfo
-from rowback.store.duckdb import catalog, queries, vector
+from rowback.store.duckdb import catalog, checkpoints, queries, vector
 from rowback.store.duckdb.catalog import Table, first, unregister
 from rowback.store.duckdb.writer import diff_changes, fetch_head, write_head
 from rowback.when import Point
@@ -28,13 +30,22 @@ class DuckDBStore:
 
     DuckDB allows one writing process per file, so capture owns the store while it runs;
     readers in other processes open it read-only once capture has stopped.
+    ``checkpoint_every``: changes to a table between two of its checkpoints (None: the
+    larger of 200,000 and its live rows).
     """
 
     capabilities = Capabilities(atomic_position=True, differential=True, single_process=True)
 
-    def __init__(self, path: str | Path, read_only: bool = False, vectorized: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        read_only: bool = False,
+        vectorized: bool = True,
+        checkpoint_every: int | None = None,
+    ) -> None:
         self.path = Path(path)
         self.vectorized = vectorized
+        self.checkpoint_every = checkpoint_every
         file = self.path / FILE_NAME
         if read_only and not file.exists():
             raise RowbackError(f"no store at {self.path} (nothing captured yet?)")
@@ -51,6 +62,7 @@ class DuckDBStore:
                 ) from None
             raise RowbackError(f"cannot open store {self.path}: {msg}") from None
         self.read_only = read_only
+        self._open = False  # a bulk transaction left open by write_batch(commit=False)
         if not read_only:
             self._con.execute(catalog.CATALOG_DDL)
         self._load()
@@ -82,7 +94,7 @@ class DuckDBStore:
         """
         stats = WriteStats()
         con = self._con
-        con.execute("BEGIN TRANSACTION")
+        self._begin()
         try:
             pending: dict[int, list[tuple[int, Change, tuple[int, ...]]]] = {}
             txs: list[list[int]] = []  # [pos_lo, pos_hi, lsn, txid, commit_us]
@@ -111,13 +123,12 @@ class DuckDBStore:
                 pos += 1
             for tid in list(pending):
                 self._flush(self._tables[tid], pending.pop(tid), stats)
+            checkpoints.take_due(con, self._tables.values(), pos - 1, self.checkpoint_every)
             self._record(txs, source, position, pos)
             self._quarantine(quarantine)
-            con.execute("COMMIT")
+            self._commit()
         except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("ROLLBACK")
-            self._load()
+            self._rollback()
             raise
         self._next_pos = pos
         stats.written = len(changes)
@@ -150,29 +161,26 @@ class DuckDBStore:
     ) -> None:
         if self.vectorized and vector.eligible(table, items):
             vector.apply(self._con, table, items, stats)
-            return
-        keys = {ch.key for _, ch, _ in items if ch.key is not None}
-        prev, rowids = fetch_head(self._con, table, keys)
-        batch, touched, cleared = diff_changes(table, items, prev, stats)
-        batch.insert(self._con)
-        write_head(self._con, table, touched, rowids, cleared)
+        else:
+            keys = {ch.key for _, ch, _ in items if ch.key is not None}
+            prev, rowids = fetch_head(self._con, table, keys)
+            batch, touched, cleared = diff_changes(table, items, prev, stats)
+            batch.insert(self._con)
+            write_head(self._con, table, touched, rowids, cleared)
+        checkpoints.count(self._con, table, items)
 
     def _record(
-        self, txs: list[list[int]], source: str, position: Mapping[str, Any], next_pos: int
+        self,
+        txs: list[list[int]] | pa.Table,
+        source: str,
+        position: Mapping[str, Any],
+        next_pos: int,
     ) -> None:
         con = self._con
-        if txs:
-            cols = list(zip(*txs, strict=True))
-            tbl = pa.table(
-                {
-                    "pos_lo": pa.array(cols[0], pa.uint64()),
-                    "pos_hi": pa.array(cols[1], pa.uint64()),
-                    "lsn": pa.array(cols[2], pa.uint64()),
-                    "txid": pa.array(cols[3], pa.uint64()),
-                    "ts": pa.array(cols[4], pa.timestamp("us", tz="UTC")),
-                }
-            )
-            con.register("_rb_txs", tbl)
+        if isinstance(txs, list) and txs:
+            txs = _tx_table(*zip(*txs, strict=True))
+        if len(txs):
+            con.register("_rb_txs", txs)
             try:
                 con.execute("INSERT INTO _rb_tx SELECT *, ? FROM _rb_txs", [source])
             finally:
@@ -205,6 +213,7 @@ class DuckDBStore:
                     continue
                 con.execute(f"DROP TABLE {t.hist}")
                 con.execute(f"DROP TABLE {t.head}")
+                checkpoints.forget(con, t)
                 con.execute("DELETE FROM _rb_columns WHERE table_id = ?", [t.id])
                 con.execute("DELETE FROM _rb_tables WHERE id = ?", [t.id])
             con.execute("COMMIT")
@@ -304,3 +313,93 @@ class DuckDBStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- bulk writing ----------------------------------------------------------------
+
+    def write_batch(
+        self,
+        batch: ChangeBatch,
+        source: str,
+        position: Mapping[str, Any],
+        *,
+        commit: bool = True,
+    ) -> WriteStats:
+        """``write`` for a columnar batch: the same history, without a Python object per
+        change. ``commit=False`` leaves the transaction open for the next write: DuckDB
+        writes a transaction's full row groups compressed, straight to the file, instead
+        of through its log and a checkpoint, so bulk loads commit every ~10 blocks."""
+        stats = WriteStats()
+        n = len(batch)
+        con = self._con
+        self._begin()
+        try:
+            pos = self._next_pos
+            table, layout = self._layout(batch.table, pos, {}, stats)
+            if n:
+                inp = vector.batch_input(table, layout, batch, pos)
+                vector.apply_input(con, table, layout, inp, stats)
+                snapshots = pc.sum(pc.equal(batch.op, int(Op.SNAPSHOT))).as_py() or 0
+                checkpoints.note(con, table, n - snapshots)
+                checkpoints.take_due(con, [table], pos + n - 1, self.checkpoint_every)
+            self._record(_tx_runs(batch, pos), source, position, pos + n)
+            if commit:
+                self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        self._next_pos = pos + n
+        stats.written = n
+        return stats
+
+    def _begin(self) -> None:
+        if not self._open:
+            self._con.execute("BEGIN TRANSACTION")
+            self._open = True
+
+    def _commit(self) -> None:
+        self._con.execute("COMMIT")
+        self._open = False
+
+    def _rollback(self) -> None:
+        self._open = False
+        with contextlib.suppress(duckdb.Error):
+            self._con.execute("ROLLBACK")
+        self._load()
+
+
+def _tx_table(
+    pos_lo: Sequence[int] | np.ndarray,
+    pos_hi: Sequence[int] | np.ndarray,
+    lsn: Sequence[int] | np.ndarray,
+    txid: Sequence[int] | np.ndarray,
+    ts: Sequence[int] | np.ndarray,
+) -> pa.Table:
+    return pa.table(
+        {
+            "pos_lo": pa.array(pos_lo, pa.uint64()),
+            "pos_hi": pa.array(pos_hi, pa.uint64()),
+            "lsn": pa.array(lsn, pa.uint64()),
+            "txid": pa.array(txid, pa.uint64()),
+            "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def _tx_runs(batch: ChangeBatch, pos: int) -> pa.Table:
+    """``_rb_tx`` rows of a batch: runs of changes with the same (txid, lsn), as ``write``
+    makes them."""
+    txid = batch.txid.to_numpy(zero_copy_only=False).astype(np.uint64)
+    lsn = batch.lsn.to_numpy(zero_copy_only=False).astype(np.uint64)
+    ts = batch.commit_us.to_numpy(zero_copy_only=False).astype(np.int64)
+    if not len(txid):
+        return _tx_table([], [], [], [], [])
+    starts = np.flatnonzero(np.r_[True, (txid[1:] != txid[:-1]) | (lsn[1:] != lsn[:-1])])
+    ends = np.r_[starts[1:], len(txid)] - 1
+    base = np.uint64(pos)
+    return _tx_table(
+        starts.astype(np.uint64) + base,
+        ends.astype(np.uint64) + base,
+        lsn[starts],
+        txid[starts],
+        ts[starts],
+    )

@@ -9,13 +9,16 @@ TOAST-unchanged values, TRUNCATE or more than 64 columns take the row-by-row pat
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from rowback.model import Change, Op, Text, WriteStats
-from rowback.store.duckdb.catalog import MASK_BITS, Table, unregister
+from rowback.model import Change, ChangeBatch, Op, Text, WriteStats
+from rowback.store.duckdb.catalog import MASK_BITS, Table, first, unregister
 
 Item = tuple[int, Change, tuple[int, ...]]
 
@@ -80,16 +83,122 @@ def apply(
         arrays["_hasb"] = pa.array([i[1].before is not None for i in items], pa.bool_())
         for p, col in enumerate(zip(*befores, strict=True)):
             arrays[f"b{p}"] = pa.array(col, pa.string())
-    con.register("_rb_in", pa.table(arrays))
+    apply_input(con, table, items[0][2], pa.table(arrays), stats)
+
+
+def batch_input(table: Table, layout: tuple[int, ...], batch: ChangeBatch, pos: int) -> pa.Table:
+    """A columnar batch as ``apply_input`` wants it: columns in physical order."""
+    n = len(batch)
+    none = pa.nulls(n, pa.string())
+    ts = pc.cast(batch.commit_us, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    arrays: dict[str, pa.Array] = {
+        "_pos": pa.array(np.arange(pos, pos + n, dtype=np.uint64)),
+        "_lsn": pc.cast(batch.lsn, pa.uint64()),
+        "_seq": pc.cast(batch.seq, pa.uint32()),
+        "_txid": pc.cast(batch.txid, pa.uint64()),
+        "_op": pc.cast(batch.op, pa.uint8()),
+        "_ts": ts,
+    }
+    where = {p: i for i, p in enumerate(layout)}
+    for p in range(len(table.columns)):
+        arrays[f"c{p}"] = batch.after[where[p]] if p in where else none
+    if batch.before is not None and batch.has_before is not None:
+        arrays["_hasb"] = batch.has_before
+        for p in range(len(table.columns)):
+            arrays[f"b{p}"] = batch.before[where[p]] if p in where else none
+    return pa.table(arrays)
+
+
+def apply_input(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    layout: tuple[int, ...],
+    inp: pa.Table,
+    stats: WriteStats,
+) -> None:
+    """Diff ``inp`` (``_pos`` ascending, columns ``c<phys>``, maybe ``_hasb``/``b<phys>``)
+    against history, then write history and head."""
+    with_before = "_hasb" in inp.column_names
+    con.register("_rb_in", inp)
+    fast = False
     try:
-        con.execute(_work_sql(table, items[0][2], befores is not None))
+        fast = with_before and _diff_by_before(con, table, layout)
+        if not fast:
+            con.execute(_work_sql(table, layout, with_before))
+        _insert_history(con, table, ordered=fast)
+        _replace_head(con, table, last_marked=fast)
+        if with_before and not fast:
+            _count_gaps(con, table, stats)
     finally:
+        for drop in (f"{'VIEW' if fast else 'TABLE'} IF EXISTS _rb_w", "TABLE IF EXISTS _rb_n"):
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DROP {drop}")
         unregister(con, "_rb_in")
-    _insert_history(con, table)
-    _replace_head(con, table)
-    if befores is not None:
-        _count_gaps(con, table, stats)
-    con.execute("DROP TABLE _rb_w")
+
+
+def _diff_by_before(con: duckdb.DuckDBPyConnection, table: Table, layout: tuple[int, ...]) -> bool:
+    """Diff against the before images when each matches its previous version.
+
+    Comparing every column with the previous version needs a window over the whole wide
+    batch; comparing 64-bit hashes of (before image, previous version) needs one over
+    narrow rows, after which each change's mask comes from its own before and after.
+    When any hash differs (a gap, or an update without a before image) this returns
+    False and the caller takes the general path, which also names the differing column.
+    """
+    keys = table.key_columns
+    values = [p for p in layout if not table.columns[p].key]
+    if not values:
+        return False
+    kn = [f"_k{j}" for j in range(len(keys))]
+    kcast = ", ".join(f"{c.physical.cast(f'c{c.phys}')} AS _k{j}" for j, c in enumerate(keys))
+    on_head = " AND ".join(f"s.c{c.phys} = b._k{j}" for j, c in enumerate(keys))
+    join_on = " AND ".join(f"x.{k} = hd.{k}" for k in kn)
+
+    def digest(prefix: str) -> str:
+        return f"hash({', '.join(f'{prefix}{p}' for p in values)})"
+
+    changed = " + ".join(
+        f"CASE WHEN c{p} IS DISTINCT FROM b{p} THEN {1 << p}::UBIGINT ELSE 0 END" for p in values
+    )
+    con.execute(f"""
+CREATE OR REPLACE TEMP TABLE _rb_n AS
+WITH b AS (SELECT _pos, _op, _hasb, {kcast}, {digest("c")} AS _ha,
+                  CASE WHEN _hasb THEN {digest("b")} END AS _hb,
+                  CASE WHEN _hasb THEN {changed} END AS _mb FROM _rb_in),
+hd AS (SELECT s.rowid AS _rid, {", ".join(f"s.c{c.phys} AS _k{j}" for j, c in enumerate(keys))},
+              {digest("s.c")} AS _hh
+       FROM {table.head} s SEMI JOIN b ON {on_head}),
+x AS (SELECT b.*, row_number() OVER w = 1 AS _first, lag(_op) OVER w AS _pop,
+             lag(_ha) OVER w AS _pha, lead(_pos) OVER w IS NULL AS _last
+      FROM b WINDOW w AS (PARTITION BY {", ".join(kn)} ORDER BY _pos))
+SELECT x._pos, {", ".join(f"x.{k}" for k in kn)}, hd._rid,
+       CASE WHEN x._first THEN hd._rid IS NOT NULL ELSE x._pop <> {Op.DELETE} END AS _pex,
+       CASE WHEN x._first THEN hd._hh ELSE x._pha END AS _ph, x._op, x._hasb, x._hb, x._mb,
+       x._last
+FROM x LEFT JOIN hd ON {join_on}
+ORDER BY x._pos
+""")
+    needs_prev = first(
+        con.execute(
+            f"SELECT count(*) FROM _rb_n WHERE _pex AND ("
+            f"(_op = {Op.UPDATE} AND NOT _hasb) OR "
+            f"(_op IN ({Op.UPDATE}, {Op.DELETE}) AND _hasb AND _hb IS DISTINCT FROM _ph))"
+        ).fetchall()
+    )
+    if needs_prev is None or needs_prev[0]:
+        return False
+    alive = sum(1 << p for p in layout)
+    # A view, not a table: history and head each read it once, and copying the wide
+    # batch would cost more than reading it twice. Both sides are in _pos order (the
+    # input by contract, _rb_n by its ORDER BY), so rows pair up by position.
+    con.execute(f"""
+CREATE OR REPLACE TEMP VIEW _rb_w AS
+SELECT i.*, {", ".join(f"n.{k}" for k in kn)}, n._rid, n._last,
+       CASE WHEN i._op = {Op.UPDATE} AND n._pex THEN n._mb
+            WHEN i._op = {Op.DELETE} THEN 0::UBIGINT ELSE {alive}::UBIGINT END AS _m
+FROM _rb_in i POSITIONAL JOIN _rb_n n
+""")
+    return True
 
 
 def _work_sql(table: Table, layout: tuple[int, ...], with_before: bool) -> str:
@@ -141,7 +250,9 @@ FROM y
 """
 
 
-def _insert_history(con: duckdb.DuckDBPyConnection, table: Table) -> None:
+def _insert_history(con: duckdb.DuckDBPyConnection, table: Table, ordered: bool = False) -> None:
+    """Append ``_rb_w`` to history in position order (delta encoding and zone maps rely
+    on it); ``ordered``: ``_rb_w`` already is, as DuckDB keeps insertion order."""
     exprs = []
     for c in table.columns:
         p = c.phys
@@ -152,12 +263,14 @@ def _insert_history(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     cols = ", ".join(f"c{c.phys}" for c in table.columns)
     con.execute(
         f"INSERT INTO {table.hist} (_pos, _lsn, _seq, _txid, _ts, _op, _m0, {cols}) "
-        f"SELECT _pos, _lsn, _seq, _txid, _ts, _op, _m, {', '.join(exprs)} FROM _rb_w "
-        "ORDER BY _pos"  # in position order: delta encoding and zone maps rely on it
+        f"SELECT _pos, _lsn, _seq, _txid, _ts, _op, _m, {', '.join(exprs)} FROM _rb_w"
+        + ("" if ordered else " ORDER BY _pos")
     )
 
 
-def _replace_head(con: duckdb.DuckDBPyConnection, table: Table) -> None:
+def _replace_head(con: duckdb.DuckDBPyConnection, table: Table, last_marked: bool = False) -> None:
+    """Replace head rows by each key's last version in ``_rb_w`` (``last_marked``: the
+    rows with ``_last`` set)."""
     con.execute(
         f"DELETE FROM {table.head} WHERE rowid IN (SELECT _rid FROM _rb_w WHERE _rid IS NOT NULL)"
     )
@@ -167,10 +280,15 @@ def _replace_head(con: duckdb.DuckDBPyConnection, table: Table) -> None:
         f"_k{keyed[c.phys]}" if c.phys in keyed else f"c{c.phys}" for c in table.columns
     )
     cols = ", ".join(f"c{c.phys}" for c in table.columns)
+    last = (
+        "SELECT * FROM _rb_w WHERE _last"
+        if last_marked
+        else "SELECT * FROM _rb_w QUALIFY "
+        f"row_number() OVER (PARTITION BY {kn} ORDER BY _pos DESC) = 1"
+    )
     con.execute(
-        f"INSERT INTO {table.head} (_pos, {cols}) SELECT _pos, {vals} FROM ("
-        f"SELECT * FROM _rb_w QUALIFY row_number() OVER (PARTITION BY {kn} ORDER BY _pos DESC) = 1"
-        f") WHERE _op <> {Op.DELETE}"
+        f"INSERT INTO {table.head} (_pos, {cols}) SELECT _pos, {vals} FROM ({last}) "
+        f"WHERE _op <> {Op.DELETE}"
     )
 
 
