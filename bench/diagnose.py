@@ -13,6 +13,8 @@
   is rewritten in ``_pos`` order.
 - ``live``: pgbench beside a capture as shipped, with the store on tmpfs, and with store
   writes coalesced (an experiment): what the live cost is made of.
+- ``ingest``: Debezium file ingest split into its floors: Arrow's JSON reader alone, the
+  bulk decoder, a plain DuckDB append of the decoded columns, and the whole ingest.
 
 These are diagnostics, not figures: single runs, printed, not written to results.json.
 """
@@ -296,9 +298,108 @@ def order() -> None:
     shutil.rmtree(tmp)
 
 
+def _cpu() -> float:
+    import resource
+
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
+def ingest(events: int = 200_000, runs: int = 3) -> None:
+    """What bounds Debezium file ingest: on the benchmark's own events (no schema
+    wrapper), the medians of wall and CPU seconds of (1) Arrow's JSON reader alone, with
+    the table's types declared, (2) the bulk decoder (parse, checks, text conversion),
+    (3) appending the decoded columns to a plain DuckDB table and committing, with no
+    diff and no head, (4) the whole ingest; each stage per block of 16 MB."""
+    import io
+
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    from bench.ingest_debezium import generate
+    from rowback.sources.debezium import columnar
+    from rowback.sources.debezium.decode import Decoder
+    from rowback.sources.debezium.ingest import BLOCK, ingest_file
+    from rowback.store.duckdb.store import DuckDBStore
+
+    tmp = Path(tempfile.mkdtemp(prefix="rowback-diag-"))
+    path = tmp / "events.jsonl"
+    generate(path, events, wrapped=False)
+    data = path.read_bytes()
+    blocks, i = [], 0
+    while i < len(data):
+        j = data.rfind(b"\n", i, i + BLOCK) + 1
+        blocks.append(data[i:j])
+        i = j
+    first = Decoder()
+    first.decode(blocks[0][: blocks[0].index(b"\n")])
+    tab = first.tables.current[("public", "orders")]
+    row, _ = columnar._row_type(tab)
+    schema = pa.schema(
+        [("before", row), ("after", row), ("source", columnar._SOURCE), ("op", pa.string())]
+    )
+    opts = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+
+    def parse() -> None:
+        for b in blocks:
+            pj.read_json(io.BytesIO(b), read_options=columnar._READ, parse_options=opts)
+
+    decoded: list[Any] = []
+
+    def decode() -> None:
+        d = Decoder()
+        d.decode(blocks[0][: blocks[0].index(b"\n")])
+        bulk = columnar.BlockDecoder(d)
+        decoded.clear()
+        decoded.extend(bulk.decode(b) for b in blocks[1:] if b)
+
+    def append() -> None:
+        db = tmp / "plain.duckdb"
+        db.unlink(missing_ok=True)
+        con = duckdb.connect(str(db))
+        for n, batch in enumerate(decoded):
+            cols = {f"c{k}": a for k, a in enumerate(batch.after)}
+            con.register("part", pa.table(cols))
+            if n == 0:
+                con.execute("CREATE TABLE h AS SELECT * FROM part LIMIT 0")
+            con.execute("BEGIN")
+            con.execute("INSERT INTO h SELECT * FROM part")
+            con.execute("COMMIT")
+        con.close()
+
+    def whole() -> None:
+        store = tmp / "store"
+        shutil.rmtree(store, ignore_errors=True)
+        with DuckDBStore(store) as st:
+            ingest_file(st, str(path))
+
+    print(f"{events:,} events, {len(data) / events:.0f} B each, {len(blocks)} blocks")
+    for label, fn in (
+        ("Arrow JSON reader alone", parse),
+        ("bulk decoder (parse, check, to text)", decode),
+        ("plain append + commit (no diff, no head)", append),
+        ("whole ingest (file to store)", whole),
+    ):
+        walls, cpus = [], []
+        for _ in range(runs):
+            t, c = time.perf_counter(), _cpu()
+            fn()
+            walls.append(time.perf_counter() - t)
+            cpus.append(_cpu() - c)
+        w, c = statistics.median(walls), statistics.median(cpus)
+        print(
+            f"{label:<42} {w:6.2f} s wall {events / w:>9,.0f} ev/s   "
+            f"{c:6.2f} CPU-s {events / c:>9,.0f} ev/CPU-s"
+        )
+    print(f"peak RSS {peak_rss_mb():.0f} MB")
+    shutil.rmtree(tmp)
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     fns = {"write": write, "history": history, "asof": asof, "live": live, "order": order}
+    fns["ingest"] = ingest
     if what not in fns:
         sys.exit(f"usage: python -m bench.diagnose {{{'|'.join(fns)}}}")
     fns[what]()

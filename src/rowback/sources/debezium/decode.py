@@ -119,6 +119,8 @@ class Decoder:
         self._schemas = _Schemas()
         self._tx = -1
         self._seq = 0
+        self.last: tuple[str, str] | None = None
+        """The table of the last event decoded (where bulk decoding of a block starts)."""
 
     def state(self) -> dict[str, Any]:
         """What a restarted decoder needs to continue exactly: types and transaction order."""
@@ -233,6 +235,7 @@ class Decoder:
             tab = self.tables.known(q)
         else:
             raise DecodeError("after", f"missing for op {raw_op}")
+        self.last = q
         if op is Op.TRUNCATE:
             key, a, b, unchanged = None, None, None, _NO_COLUMNS
         else:

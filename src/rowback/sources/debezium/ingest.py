@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +24,16 @@ from typing import IO, Any
 import orjson
 
 from rowback.errors import RowbackError
-from rowback.model import Change, Quarantined
+from rowback.model import Change, ChangeBatch, Quarantined
+from rowback.sources.debezium.columnar import BlockDecoder
 from rowback.sources.debezium.decode import MAX_LINE, DecodeError, Decoder, Oversized
 from rowback.store.base import Store
 
 BATCH = 20_000
+BLOCK = 16 * 1024 * 1024  # bytes decoded at once in columns, when a block allows it
+BULK_BLOCKS = 4  # blocks per bulk transaction: fewer, larger commits; more would hold more RAM
+LEARN_LINES = 50  # lines decoded one by one when the bulk decoder must learn a table
+MAX_SLOW_BLOCKS = 64  # after repeated declines, blocks decoded one line at a time
 BATCH_BYTES = 64 * 1024 * 1024  # also commit after this much input, to bound memory
 CHUNK = 1024 * 1024
 KEEP = 4096  # bytes kept of a line that is over the size limit
@@ -42,6 +48,8 @@ class IngestReport:
 
     events: int = 0
     """Changes written to the store."""
+    bulk: int = 0
+    """Of those, how many were decoded a block at a time, in columns."""
     quarantined: int = 0
     """Inputs that could not be decoded, kept in the store's quarantine."""
     skipped: int = 0
@@ -95,6 +103,7 @@ class Batcher:
         self.bad: list[Quarantined] = []
         self.inputs = 0
         self.bytes = 0
+        self.open = False  # a bulk transaction is open in the store
 
     def add(
         self,
@@ -156,15 +165,31 @@ class Batcher:
     def full(self, batch: int) -> bool:
         return self.inputs >= batch or self.bytes >= BATCH_BYTES
 
-    def commit(self) -> None:
-        """Write the pending changes, quarantined inputs and the updated position."""
-        self.position["decoder"] = self.decoder.state()
+    def commit(self, state: dict[str, Any] | None = None) -> None:
+        """Write the pending changes, quarantined inputs and the updated position, with
+        the decoder's state (``state``: as it was then, if it has moved on since)."""
+        self.position["decoder"] = state if state is not None else self.decoder.state()
         stats = self.store.write(self.changes, self.source, self.position, quarantine=self.bad)
+        self.open = False
         self.report.events += stats.written
         self.report.gaps += stats.gaps
         room = MAX_ERRORS - len(self.report.gap_examples)
         self.report.gap_examples.extend(stats.gap_examples[: max(room, 0)])
         self.changes, self.bad, self.inputs, self.bytes = [], [], 0, 0
+
+    def write_batch(self, batch: ChangeBatch, state: dict[str, Any], commit: bool) -> None:
+        """Write a block decoded in columns (nothing may be pending) with the position and
+        the decoder's ``state`` just after it; ``commit=False`` leaves the store's
+        transaction open for the next write."""
+        assert not self.inputs
+        self.position["decoder"] = state
+        stats = self.store.write_batch(batch, self.source, self.position, commit=commit)
+        self.open = not commit
+        self.report.bulk += stats.written
+        self.report.events += stats.written
+        self.report.gaps += stats.gaps
+        room = MAX_ERRORS - len(self.report.gap_examples)
+        self.report.gap_examples.extend(stats.gap_examples[: max(room, 0)])
 
 
 @contextmanager
@@ -297,9 +322,12 @@ def ingest_file(
     *,
     batch: int = BATCH,
     max_line: int = MAX_LINE,
+    bulk: bool = True,
+    block: int = BLOCK,
 ) -> IngestReport:
     """Ingest a file of Debezium events (``-`` for stdin), resuming where the last run on
-    the same file stopped."""
+    the same file stopped. ``bulk=False`` decodes every line on its own (stdin always); ``block`` is
+    how many bytes the bulk path decodes at once."""
     decoder = Decoder(source, keys, max_line=max_line)
     if path == "-":
         lines = read_lines(sys.stdin.buffer, 0, max_line)
@@ -322,19 +350,125 @@ def ingest_file(
                     f"read up to byte {offset} and has changed since); use another --source"
                 )
         f.seek(offset)
-        report = ingest_lines(
-            store,
-            read_lines(f, offset, max_line),
-            source,
-            str(resolved),
-            decoder,
-            line + 1,
-            batch,
-            file_id=file_id,
-            on_progress=update,
-        )
+        if bulk:
+            report = _ingest_blocks(
+                store,
+                f,
+                offset,
+                line,
+                source,
+                str(resolved),
+                decoder,
+                batch,
+                file_id,
+                update,
+                block,
+            )
+        else:
+            lines = read_lines(f, offset, max_line)
+            report = ingest_lines(
+                store,
+                lines,
+                source,
+                str(resolved),
+                decoder,
+                line + 1,
+                batch,
+                file_id=file_id,
+                on_progress=update,
+            )
         report.resumed_at = offset
         return report
+
+
+def _ingest_blocks(
+    store: Store,
+    f: IO[bytes],
+    offset: int,
+    line: int,
+    source: str,
+    location: str,
+    decoder: Decoder,
+    batch: int,
+    file_id: Sequence[object],
+    on_progress: Callable[[int], None] | None,
+    block: int = BLOCK,
+) -> IngestReport:
+    """``ingest_lines`` for a seekable file: each ``block`` bytes are decoded in columns
+    when ``BlockDecoder`` accepts them, else a run of lines one by one (the first block,
+    which teaches the decoder the table; blocks with bad lines, other tables,
+    placeholders), after which the next block is tried in columns again. The next block
+    is decoded in a second thread while the store writes this one (Arrow and DuckDB both
+    release the GIL)."""
+    started = time.perf_counter()
+    report = IngestReport()
+    sink = Batcher(store, source, decoder, report)
+    files: dict[str, Any] = sink.position.setdefault("files", {})
+    bulk = BlockDecoder(decoder)
+    declined = 0  # blocks declined in a row
+
+    def decode_at(at: int) -> tuple[int, ChangeBatch | None, dict[str, Any], dict[str, Any]]:
+        """The block at ``at``, decoded, with the decoder's state before and after it."""
+        f.seek(at)
+        data = f.read(block)
+        cut = data.rfind(b"\n") + 1
+        before = decoder.state()
+        got = bulk.decode(data[:cut] if cut < len(data) else data) if cut else None
+        return cut, got, before, decoder.state()
+
+    def commit(state: dict[str, Any] | None = None) -> None:
+        _mark(files, location, offset, line, file_id, True)
+        sink.commit(state)
+        if on_progress is not None:
+            on_progress(offset)
+
+    pending = 0  # input bytes written in the open bulk transaction
+    with ThreadPoolExecutor(1, thread_name_prefix="rowback-decode") as ahead:
+        job = ahead.submit(decode_at, offset)
+        while True:
+            cut, got, before, state = job.result()
+            if got is not None:
+                if sink.inputs:
+                    # what was decoded line by line goes first, with the decoder's state
+                    # from before this block (it has decoded the block since)
+                    commit(before)
+                offset, line = offset + cut, line + len(got)
+                job = ahead.submit(decode_at, offset)
+                pending += cut
+                _mark(files, location, offset, line, file_id, True)
+                sink.write_batch(got, state, commit=pending >= BULK_BLOCKS * block)
+                if not sink.open:
+                    pending = 0
+                    if on_progress is not None:
+                        on_progress(offset)
+                declined = 0
+                continue
+            # One by one: a few lines when the bulk decoder only has to learn the table,
+            # else the declined block, and twice as far each time it declines again.
+            lines = LEARN_LINES if bulk.learn and not declined else 2**63
+            until = offset + block * min(2**declined, MAX_SLOW_BLOCKS)
+            declined += 1
+            f.seek(offset)
+            taken, done = 0, True
+            for end, raw in read_lines(f, offset, decoder.max_line):
+                if isinstance(raw, Unterminated) and not _complete(raw):
+                    report.incomplete_tail = True
+                    break
+                line, offset, taken = line + 1, end, taken + 1
+                sink.add(raw, location, line)
+                if sink.full(batch):
+                    commit()
+                    pending = 0
+                if taken >= lines or offset >= until:
+                    done = False
+                    break
+            if done:
+                break  # the end of the file
+            job = ahead.submit(decode_at, offset)
+    if sink.inputs or sink.open:
+        commit()
+    report.seconds = time.perf_counter() - started
+    return report
 
 
 @contextmanager

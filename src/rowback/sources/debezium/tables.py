@@ -253,7 +253,7 @@ class Tables:
         self, q: tuple[str, str], env_schema: object, key_rec: Mapping[str, Any] | None
     ) -> Table:
         """The version the event's Kafka Connect schema describes."""
-        fields = _row_fields(env_schema)
+        fields = row_fields(env_schema)
         tab = self.current.get(q)
         if tab is not None and (tab.fields is fields or tab.fields == fields):
             return tab
@@ -290,7 +290,7 @@ def _infer(v: object) -> str:
     return UNDECIDED if v is None else "jsonb"
 
 
-def _row_fields(env_schema: object) -> list[Any]:
+def row_fields(env_schema: object) -> list[Any]:
     """The field schemas of the row struct (``after``, else ``before``) of an envelope."""
     if env_schema.__class__ is not dict:
         raise DecodeError("schema", f"expected an object, got {kind_of(env_schema)}")

@@ -1,0 +1,304 @@
+"""The bulk (columnar) decoding of files must store exactly what line-by-line decoding
+stores: history, head, transactions, quarantine, positions and the report, for any mix
+of good, odd and malformed events, in any block size."""
+
+from __future__ import annotations
+
+import random
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from dbz_events import decimal_b64, event, field, lines, wrapped
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rowback.sources.debezium import columnar
+from rowback.sources.debezium.convert import float_text
+from rowback.sources.debezium.ingest import IngestReport, ingest_file
+from rowback.store.duckdb.store import DuckDBStore
+
+PLACEHOLDER = "__debezium_unavailable_value"
+
+
+def everything(path: Path) -> dict[str, Any]:
+    """All a store holds that an ingest decides, in store order."""
+    with DuckDBStore(path, read_only=True) as s:
+        out: dict[str, Any] = {
+            "tx": s.sql("SELECT pos_lo, pos_hi, lsn, txid, ts, source FROM _rb_tx ORDER BY 1"),
+            "quarantine": s.sql(
+                "SELECT source, location, line, error, raw FROM _rb_quarantine ORDER BY id"
+            ),
+            "positions": s.sql("SELECT source, position FROM _rb_positions ORDER BY 1"),
+            "columns": s.sql("SELECT * FROM _rb_columns ORDER BY ALL"),
+        }
+        for (tid,) in s.sql("SELECT id FROM _rb_tables ORDER BY id"):
+            out[f"h_{tid}"] = s.sql(f"SELECT * FROM h_{tid} ORDER BY _pos")
+            out[f"s_{tid}"] = s.sql(f"SELECT * FROM s_{tid} ORDER BY ALL")
+            # history must also be laid out in position order (zone maps rely on it)
+            ordered = s.sql(
+                f"SELECT bool_and(_pos > p) FROM (SELECT _pos, lag(_pos) OVER (ORDER BY rowid) p "
+                f"FROM h_{tid})"
+            )
+            assert ordered[0][0] in (True, None)
+    return out
+
+
+def summary(r: IngestReport) -> tuple[Any, ...]:
+    return (r.events, r.quarantined, r.skipped, r.gaps, r.errors, r.incomplete_tail)
+
+
+def both_ways(data: bytes, block: int) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Ingest ``data`` in bulk (``block`` bytes at a time) and line by line; both stores'
+    contents, and how many blocks the bulk path took."""
+    taken = 0
+    original = columnar.BlockDecoder.decode
+
+    def counting(self: columnar.BlockDecoder, b: bytes) -> Any:
+        nonlocal taken
+        got = original(self, b)
+        taken += got is not None
+        return got
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.jsonl"
+        path.write_bytes(data)
+        stores, reports = [], []
+        for bulk in (True, False):
+            store = Path(tmp) / ("bulk" if bulk else "lines")
+            columnar.BlockDecoder.decode = counting  # type: ignore[method-assign]
+            try:
+                with DuckDBStore(store) as s:
+                    reports.append(summary(ingest_file(s, str(path), bulk=bulk, block=block)))
+            finally:
+                columnar.BlockDecoder.decode = original  # type: ignore[method-assign]
+            stores.append(everything(store))
+    assert reports[0] == reports[1]
+    return stores[0], stores[1], taken
+
+
+# -- streams of bare envelopes ----------------------------------------------------------
+
+VALUES = {
+    "v": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    "s": st.one_of(st.none(), st.text(max_size=5), st.just(PLACEHOLDER)),
+    "f": st.one_of(
+        st.none(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.integers(-(2**63), 2**63 - 1),
+    ),
+    "b": st.one_of(st.none(), st.booleans()),
+}
+ODDITY = st.sampled_from(
+    ["none"] * 30
+    + [
+        "missing",  # a column left out of the after image: dropped, to the line decoder
+        "extra",  # a new column
+        "reordered",
+        "wrong_type",
+        "lie",  # a before image that differs from history
+        "blank",
+        "null_line",
+        "broken",
+        "array",
+        "other_table",
+        "no_txid",
+        "ts_us",
+        "key_record",
+        "big_int",
+        "truncate",
+    ]
+)
+EVENT = st.tuples(
+    st.sampled_from(["c", "u", "u", "u", "d", "r"]),
+    st.integers(1, 6),
+    st.fixed_dictionaries(VALUES),
+    ODDITY,
+    st.booleans(),  # next event in the same transaction
+)
+
+
+RAW = {
+    "blank": b"   ",
+    "null_line": b"null",
+    "broken": b'{"op":"c","after":{"id":',
+    "array": b"[1]",
+}
+
+
+def stream(steps: list[tuple[Any, ...]]) -> bytes:
+    live: dict[int, dict[str, Any]] = {}
+    out: list[Any] = []
+    txid, lsn = 500, 0
+    for op, k, vals, odd, same_tx in steps:
+        txid += 0 if same_tx else 1
+        lsn += 1
+        src: dict[str, Any] = {"txid": txid, "lsn": lsn, "ts_ms": 1_700_000_000_000 + lsn}
+        old = live.get(k)
+        row: dict[str, Any] = {"id": k, **vals}
+        if odd in RAW:
+            out.append(RAW[odd] + str(k).encode() * (odd == "broken"))
+            continue
+        if odd == "truncate":
+            out.append(event("t", None, None, **src))
+            live.clear()
+            continue
+        if op == "d":
+            if old is None:
+                continue
+            ev = event("d", None, old, **src)
+            del live[k]
+        else:
+            if odd == "missing":
+                row.pop("s")
+            elif odd == "extra":
+                row["x"] = 1
+            elif odd == "reordered":
+                row = dict(reversed(list(row.items())))
+            elif odd == "wrong_type":
+                row["v"] = "seven"
+            elif odd == "big_int":
+                row["v"] = 2**63
+            before = old
+            if odd == "lie" and old is not None:
+                before = {**old, "s": "lie"}
+            ev = event(op if old is None or op != "c" else "u", row, before, **src)
+            if old is None and op == "u":
+                ev["op"] = "c"
+            live[k] = {n: row.get(n) for n in ("id", "v", "s", "f", "b")}
+        if odd == "other_table":
+            ev["source"]["table"] = "items"
+        elif odd == "no_txid":
+            ev["source"]["txId"] = None
+        elif odd == "ts_us":
+            ev["source"]["ts_us"] = ev["source"].pop("ts_ms") * 1000 + 7
+        elif odd == "key_record":
+            ev = {"key": {"id": k}, "value": ev}
+        out.append(ev)
+    return lines(out)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(EVENT, min_size=1, max_size=80), st.integers(40, 4000))
+def test_bulk_stores_what_lines_store(steps: list[tuple[Any, ...]], block: int) -> None:
+    bulk, by_line, _ = both_ways(stream(steps), block)
+    assert bulk == by_line
+
+
+def test_a_clean_stream_is_decoded_in_bulk() -> None:
+    """Not a vacuous equality: most blocks of a plain stream take the bulk path."""
+    rng = random.Random(5)
+    steps = []
+    for _ in range(3000):
+        vals = {
+            "v": rng.randint(-(2**63), 2**63 - 1),
+            "s": rng.choice(["a", "", "ü", None]),
+            "f": rng.choice([0.1, -0.0, 1e15, 5e-5, 123.25, float(rng.randint(0, 10**16))]),
+            "b": rng.choice([True, False, None]),
+        }
+        op = rng.choice(["c", "u", "u", "d"])
+        steps.append((op, rng.randint(1, 200), vals, "none", rng.random() < 0.5))
+    bulk, by_line, taken = both_ways(stream(steps), 8192)
+    assert bulk == by_line
+    assert taken >= 20
+
+
+# -- events with a Kafka Connect schema -------------------------------------------------
+
+FIELDS = [
+    field("id", "int64"),
+    field("small", "int16"),
+    field("n", "int32"),
+    field("amount", "bytes", "org.apache.kafka.connect.data.Decimal", scale=2),
+    field("ratio", "float64"),
+    field("real", "float32"),
+    field("ok", "boolean"),
+    field("name", "string"),
+    field("at", "int64", "io.debezium.time.MicroTimestamp"),
+    field("day", "int32", "io.debezium.time.Date"),
+    field("u", "string", "io.debezium.data.Uuid"),
+    field("doc", "string", "io.debezium.data.Json"),
+]
+
+
+def typed_row(rng: random.Random, k: int, bad: bool) -> dict[str, Any]:
+    row = {
+        "id": k,
+        "small": rng.choice([0, -(2**15), 2**15 - 1]),
+        "n": rng.randint(-(2**31), 2**31 - 1),
+        "amount": decimal_b64(rng.randint(-(10**12), 10**12)),
+        "ratio": rng.choice([0.5, 1e300, -2.5e-7, 3.0]),
+        "real": rng.choice([1.5, 3.4e38, 1e7]),
+        "ok": rng.random() < 0.5,
+        "name": rng.choice(["x", "", None]),
+        "at": rng.randint(-(10**15), 10**16),
+        "day": rng.randint(-1000, 30000),
+        "u": "12345678-1234-5678-1234-567812345678",
+        "doc": '{"a": [1, 2]}',
+    }
+    if bad:
+        row[rng.choice(["small", "n", "u", "real"])] = rng.choice([2**40, "zz", 1e39])
+    return row
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_wrapped_events_store_the_same(seed: int) -> None:
+    rng = random.Random(seed)
+    live: dict[int, dict[str, Any]] = {}
+    docs: list[Any] = []
+    for i in range(1500):
+        k = rng.randint(1, 100)
+        old = live.get(k)
+        src = {"txid": 900 + i // 3, "lsn": i + 1, "ts_ms": 1_700_000_000_000 + i}
+        if old is not None and rng.random() < 0.15:
+            payload = event("d", None, old, **src)
+            del live[k]
+        else:
+            row = typed_row(rng, k, rng.random() < 0.002)
+            payload = event("u" if old else "c", row, old, **src)
+            live[k] = row
+        docs.append(wrapped(payload, FIELDS))
+    bulk, by_line, taken = both_ways(lines(docs), 64 * 1024)
+    assert bulk == by_line
+    assert taken >= 5
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_float_text_in_bulk(v: float) -> None:
+    import pyarrow as pa
+
+    assert columnar._floats(pa.array([v, None]))[0].as_py() == float_text(v)
+
+
+def test_floats_around_the_switches() -> None:
+    import pyarrow as pa
+
+    edges = [1e-4, 9.999e-5, 1e15, 1e15 - 1, 999999999999999.9, 1e16, 123456789012.5, -0.0]
+    rng = random.Random(3)
+    bits = [struct.unpack("d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(5000)]
+    values = [v for v in edges + bits if v == v and abs(v) != float("inf")]
+    got = columnar._floats(pa.array(values)).to_pylist()
+    assert got == [float_text(v) for v in values]
+
+
+def test_the_bench_shaped_stream_is_decoded_in_bulk() -> None:
+    """The benchmark's own events (its generator, loaded from bench/)."""
+    import importlib.util
+
+    where = Path(__file__).parents[3] / "bench" / "ingest_debezium.py"
+    spec = importlib.util.spec_from_file_location("bench_ingest_debezium", where)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    generate = bench.generate
+    for wrapped_ in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "e.jsonl"
+            generate(path, 3000, wrapped_)
+            bulk, by_line, taken = both_ways(path.read_bytes(), 256 * 1024)
+            assert bulk == by_line
+            assert taken >= 3
+            assert orjson.loads(bulk["positions"][0][1])["files"]
