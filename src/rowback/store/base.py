@@ -7,6 +7,7 @@ contract suite in ``tests/contract`` runs every backend through the same tests.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -86,6 +87,11 @@ class Store(Protocol):
         commits every few batches); nothing of it is durable until a write commits. A
         backend without a bulk path writes ``batch.changes()`` and commits each time.
         """
+        ...
+
+    def bulk_load(self) -> AbstractContextManager[None]:
+        """Around a long load (a file ingest): the backend may tune itself for throughput
+        within a fixed memory budget; a no-op where there is nothing to tune."""
         ...
 
     def position(self, source: str) -> dict[str, Any] | None:

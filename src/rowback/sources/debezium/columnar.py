@@ -90,16 +90,14 @@ class BlockDecoder:
 
     def _decode(self, block: bytes) -> ChangeBatch:
         d = self.d
-        lines = block.count(b"\n")
+        lines = Lines(block)
         # Every line must be an object: Arrow's reader crashes on some other values.
-        if not lines or not _objects(block, lines) or d._ph in block:
-            raise Declined
-        if len(block) > d.max_line and _longest_line(block) > d.max_line:
+        if not lines.objects() or lines.longest() > d.max_line or d._ph in block:
             raise Declined
         env_schema: object = None
         if block.startswith(_WRAPPED):
             env_schema, block = self._unwrap(block, lines)
-        elif b"\n" + _WRAPPED in block:
+        elif lines.any_start_with(_WRAPPED):
             raise Declined
         q, tab = self._table(env_schema)
         row, to_text = _row_type(tab)
@@ -111,24 +109,26 @@ class BlockDecoder:
             t = pj.read_json(io.BytesIO(block), read_options=_READ, parse_options=opts)
         except (pa.ArrowException, ValueError):
             raise Declined from None
-        if t.num_rows != lines or t.schema.field("after").type != row:
+        if t.num_rows != len(lines) or t.schema.field("after").type != row:
             raise Declined
         if t.schema.field("before").type != row:
             raise Declined
-        return self._batch(t, q, tab, to_text, block if env_schema is None else None)
+        return self._batch(t, q, tab, to_text, lines if env_schema is None else None)
 
-    def _unwrap(self, block: bytes, lines: int) -> tuple[object, bytes]:
+    def _unwrap(self, block: bytes, lines: Lines) -> tuple[object, bytes]:
         """The schema every line of ``block`` starts with, and the payloads alone."""
         hit = next((p for p in self.d._schemas.prefixes if block.startswith(p[0])), None)
         if hit is None:
             raise Declined(learn=True)
         prefix, env_schema = hit
-        if block.count(b"\n" + prefix) != lines - 1 or block.count(b"}\n") != lines:
+        if not lines.all_end_with(b"}") or self.d._ph_b64_bytes in block:
             raise Declined
-        if self.d._ph_b64_bytes in block:
+        rest = block[len(prefix) :].replace(b"\n" + prefix, b"\n")
+        # each replacement shortens it by the prefix: all lines but the first had it
+        if len(rest) != len(block) - len(lines) * len(prefix):
             raise Declined
-        payloads = block[len(prefix) :].replace(b"\n" + prefix, b"\n").replace(b"}\n", b"\n")
-        if not _objects(payloads, lines):
+        payloads = rest.replace(b"}\n", b"\n")  # newlines end lines only: one per line
+        if not Lines(payloads).objects():
             raise Declined
         return env_schema, payloads
 
@@ -158,7 +158,7 @@ class BlockDecoder:
         q: tuple[str, str],
         tab: Table,
         to_text: Sequence[ToText],
-        bare: bytes | None,
+        bare: Lines | None,
     ) -> ChangeBatch:
         src = _flat(t.column("source"))
         if src.null_count:
@@ -207,7 +207,7 @@ class BlockDecoder:
         )
 
     def _check_missing(
-        self, block: bytes, cols: list[pa.Array], is_del: np.ndarray, names: tuple[str, ...]
+        self, lines: Lines, cols: list[pa.Array], is_del: np.ndarray, names: tuple[str, ...]
     ) -> None:
         """Arrow reads a missing field as null, but to the line decoder an after image
         without a column means the column was dropped: look again at rows with nulls
@@ -216,13 +216,8 @@ class BlockDecoder:
         for c in cols:
             if c.null_count:
                 nulls |= c.is_null().to_numpy(zero_copy_only=False)
-        rows = np.flatnonzero(nulls & ~is_del)
-        if not len(rows):
-            return
-        ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
-        starts = np.r_[0, ends[:-1] + 1]
-        for r in rows:
-            doc = orjson.loads(block[starts[r] : ends[r]])
+        for r in np.flatnonzero(nulls & ~is_del):
+            doc = orjson.loads(lines.line(int(r)))
             if tuple(doc["after"]) != names:
                 raise Declined
 
@@ -239,14 +234,37 @@ class BlockDecoder:
         return np.minimum(seq, MAX_SEQ)
 
 
-def _objects(block: bytes, lines: int) -> bool:
-    """Whether every line starts with ``{``."""
-    return block.startswith(b"{") and block.count(b"\n{") == lines - 1
+class Lines:
+    """Where the lines of a block (each ending in a newline) start and end, found with
+    numpy: several times faster than ``bytes.count`` on megabytes."""
 
+    def __init__(self, block: bytes) -> None:
+        self.block = block
+        self.bytes = np.frombuffer(block, dtype=np.uint8)
+        self.ends = np.flatnonzero(self.bytes == 10)
+        self.starts = np.r_[0, self.ends[:-1] + 1] if len(self.ends) else self.ends
 
-def _longest_line(block: bytes) -> int:
-    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
-    return int(np.diff(np.r_[-1, ends]).max()) - 1
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def objects(self) -> bool:
+        """Whether there are lines, the last ends the block, and each starts with ``{``."""
+        if not len(self.ends) or self.ends[-1] != len(self.block) - 1:
+            return False
+        return bool((self.bytes[self.starts] == ord("{")).all())
+
+    def all_end_with(self, char: bytes) -> bool:
+        return bool((self.bytes[self.ends - 1] == char[0]).all()) if len(self.ends) else False
+
+    def longest(self) -> int:
+        return int((self.ends - self.starts).max()) if len(self.ends) else 0
+
+    def any_start_with(self, prefix: bytes) -> bool:
+        second = self.bytes[np.minimum(self.starts + 2, len(self.block) - 1)]
+        return any(self.block.startswith(prefix, int(s)) for s in self.starts[second == prefix[2]])
+
+    def line(self, i: int) -> bytes:
+        return self.block[self.starts[i] : self.ends[i]]
 
 
 def _flat(col: pa.ChunkedArray) -> pa.Array:

