@@ -39,6 +39,9 @@ class Column:
     name: str
     type: str
     key: bool = False
+    missing: str | None = None
+    """The value rows older than the column have without holding it: PostgreSQL's
+    ``ADD COLUMN … DEFAULT x`` rewrites no row and sends no change for them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ ID, NAME, BAL, N = (
     Column("id", "integer", True),
     Column("name", "text"),
     Column("bal", "numeric(12,2)"),
-    Column("n", "integer"),
+    Column("n", "integer", missing="5"),  # rows older than it read 5 (ADD ... DEFAULT 5)
 )
 # cycling through these adds a column, drops one, then re-adds the dropped one (a new
 # physical column) and drops the added one
@@ -123,11 +123,12 @@ def test_every_plan_equals_replay_at_every_commit(
                 version = (version + 1) % len(VERSIONS)
                 v = VERSIONS[version]
                 names = {c.name for c in v.columns}
+                missing = {c.name: c.missing for c in v.columns}
                 for row in model.values():
                     for gone in set(row) - names:
                         del row[gone]
                     for new in names - set(row):
-                        row[new] = None
+                        row[new] = missing[new]
                 op = "upd" if k in model else "ins"
             row = {"id": str(k), "name": f"n{val}" if val else None, "bal": f"{val}.{k}0"}
             row["n"] = str(val * 10 + k)
@@ -215,9 +216,15 @@ def test_truncate_after_checkpoint(tmp_path: Path, vectorized: bool) -> None:
     s.close()
 
 
+def plain(v: TableSchema) -> TableSchema:
+    """``v`` with no column having a missing value (added columns start NULL)."""
+    cols = tuple(Column(c.name, c.type, c.key) for c in v.columns)
+    return TableSchema(v.source, v.schema, v.name, cols)
+
+
 def test_columns_added_and_dropped_after_checkpoint(tmp_path: Path, vectorized: bool) -> None:
     s = DuckDBStore(tmp_path, vectorized=vectorized, checkpoint_every=3)
-    a, b, c = VERSIONS
+    a, b, c = (plain(v) for v in VERSIONS)
     write_tx(
         s,
         a,
@@ -248,6 +255,37 @@ def test_columns_added_and_dropped_after_checkpoint(tmp_path: Path, vectorized: 
         {"id": 3, "name": "w", "bal": Decimal("4.00")},
     ]
     s.close()
+
+
+def test_added_column_with_a_missing_value(tmp_path: Path, vectorized: bool) -> None:
+    """Rows that existed when ``n`` was added read its missing value (5) until a version
+    writes it, through every plan, ``history`` and ``tx``; a written NULL stays NULL."""
+    s = DuckDBStore(tmp_path, vectorized=vectorized, checkpoint_every=3)
+    a, b, c = VERSIONS
+    write_tx(s, a, 1, *[(Op.INSERT, k, [str(k), "x", f"{k}.00"]) for k in (1, 2, 3, 4)])
+    write_tx(
+        s, b, 2, (Op.UPDATE, 1, ["1", "x", "1.00", "7"]), (Op.INSERT, 9, ["9", "q", "9.00", None])
+    )
+    write_tx(
+        s, b, 3, (Op.UPDATE, 2, ["2", "y", "2.00", "5"]), (Op.UPDATE, 3, ["3", "x", "3.00", None])
+    )
+    write_tx(s, c, 4, (Op.UPDATE, 4, ["4", "4.50", "5"]))  # name dropped; n unchanged
+    ns = {r["id"]: r["n"] for r in plans_agree(s, AtLsn(400))}
+    assert ns == {1: 7, 2: 5, 3: None, 4: 5, 9: None}
+    assert {r["id"]: r["n"] for r in plans_agree(s, AtLsn(200))} == {
+        1: 7,
+        2: 5,
+        3: 5,
+        4: 5,
+        9: None,
+    }
+    assert "n" not in plans_agree(s, AtLsn(100))[0]
+    last = list(s.history("acct", ["4"]).rows)[-1]
+    assert last[5] == {"id": 4, "bal": "4.50", "n": 5}
+    assert list(s.tx(3).rows)[1][5] == {"id": 3, "name": "x", "bal": "3.00", "n": 5}
+    s.close()
+    with DuckDBStore(tmp_path, read_only=True) as ro:  # the value survives a reopen
+        assert {r["id"]: r["n"] for r in as_dicts(ro.asof("acct", AtLsn(400)))}[4] == 5
 
 
 def test_store_without_checkpoint_tables_opens_and_answers(tmp_path: Path) -> None:

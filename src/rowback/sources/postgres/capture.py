@@ -93,7 +93,9 @@ class Capture:
         self.conn = connect(config.dsn)
         self.conn.autocommit = True
         self.cat = SourceCatalog(self.conn, config.source)
-        self.decoder = Decoder(config.source, self.cat.type_name, self.cat.key_columns)
+        self.decoder = Decoder(
+            config.source, self.cat.type_name, self.cat.key_columns, self.cat.missing_values
+        )
         self.pending: list[Change] = []
         self.position: dict[str, Any] = {}
         self.confirmed = 0

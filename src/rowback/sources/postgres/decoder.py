@@ -9,6 +9,7 @@ old key tells a key change apart (stored as delete + insert), and a full old row
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import astuple
 from typing import cast
 
 from rowback.model import Change, Column, Op, TableSchema, Text
@@ -16,15 +17,23 @@ from rowback.sources.postgres import pgoutput as po
 
 TypeName = Callable[[int, int], str]
 KeyNames = Callable[[int], set[str]]
+MissingValues = Callable[[int], dict[str, str]]
 
 
 class Decoder:
     """Keeps the relation cache and builds changes for one source."""
 
-    def __init__(self, source: str, type_name: TypeName, key_names: KeyNames) -> None:
+    def __init__(
+        self,
+        source: str,
+        type_name: TypeName,
+        key_names: KeyNames,
+        missing_values: MissingValues | None = None,
+    ) -> None:
         self.source = source
         self.type_name = type_name
         self.key_names = key_names
+        self.missing_values = missing_values
         self.relations: dict[int, TableSchema] = {}
         self.skip_before: dict[str, int] = {}
         """Per ``schema.table``: drop changes committed before this LSN (its snapshot)."""
@@ -39,11 +48,16 @@ class Decoder:
         old = target.get(msg.relid) or self.relations.get(msg.relid)
         if (
             old is not None
-            and old.columns == cols
+            and [(c.name, c.type, c.key) for c in old.columns] == [astuple(c)[:3] for c in cols]
             and (old.schema, old.name) == (msg.namespace, msg.name)
         ):
             target[msg.relid] = old
             return
+        # a new version: ask which columns rows older than them read as a default
+        missing = self.missing_values(msg.relid) if self.missing_values else {}
+        cols = tuple(
+            Column(c.name, c.type, c.key, missing[c.name]) if c.name in missing else c for c in cols
+        )
         target[msg.relid] = TableSchema(self.source, msg.namespace, msg.name, cols)
 
     def wanted(self, t: TableSchema, lsn: int) -> bool:

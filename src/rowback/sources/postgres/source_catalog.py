@@ -69,9 +69,11 @@ class SourceCatalog:
     def output_text(self, conn: psycopg2.extensions.connection) -> None:
         """Make ``conn`` return every value as its type's output text, the form pgoutput
         sends (``col::text`` differs: char(n) loses its padding, inet gains ``/32``)."""
+        psycopg2.extensions.register_type(self._output_text(), conn)
+
+    def _output_text(self) -> Any:
         oids = tuple(int(r[0]) for r in self.query("SELECT oid FROM pg_type"))
-        text = psycopg2.extensions.new_type(oids, "ROWBACK_TEXT", lambda v, _cur: v)
-        psycopg2.extensions.register_type(text, conn)
+        return psycopg2.extensions.new_type(oids, "ROWBACK_TEXT", lambda v, _cur: v)
 
     def pk_tables(self) -> list[str]:
         """Every table with a primary key, as ``schema.table``: ordinary tables and
@@ -90,6 +92,27 @@ class SourceCatalog:
         return TableSchema(
             self.source, schema, table, tuple(Column(n, t, bool(k)) for n, t, k in cols)
         )
+
+    def missing_values(self, relid: int) -> dict[str, str]:
+        """Columns whose value in rows older than them is not stored in those rows (``ADD
+        COLUMN … DEFAULT x`` rewrites no row): name -> that value, as its type prints it."""
+        rows = self.query(
+            "SELECT attname, format_type(atttypid, atttypmod), attmissingval::text "
+            "FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND atthasmissing "
+            "AND NOT attisdropped",
+            [relid],
+        )
+        out: dict[str, str] = {}
+        for name, pg_type, values in rows:
+            with self.conn.cursor() as cur:
+                psycopg2.extensions.register_type(self._output_text(), cur)
+                cur.execute(
+                    sql.SQL("SELECT ({}::{}[])[1]").format(sql.Literal(values), sql.SQL(pg_type))
+                )
+                got = cur.fetchone()
+            if got is not None and got[0] is not None:
+                out[str(name)] = str(got[0])
+        return out
 
     def partitioned(self, name: str) -> bool:
         """Whether ``schema.table`` is a partitioned table (its rows live in partitions)."""

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS _rb_positions (source VARCHAR, position VARCHAR, upda
 CREATE TABLE IF NOT EXISTS _rb_tx (
     pos_lo UBIGINT, pos_hi UBIGINT, lsn UBIGINT, txid UBIGINT, ts TIMESTAMPTZ, source VARCHAR);
 CREATE TABLE IF NOT EXISTS _rb_checkpoints (table_id INTEGER, pos UBIGINT, rows UBIGINT);
+CREATE TABLE IF NOT EXISTS _rb_missing (table_id INTEGER, phys INTEGER, value VARCHAR);
 CREATE TABLE IF NOT EXISTS _rb_quarantine (
     id BIGINT, source VARCHAR, location VARCHAR, line BIGINT, error VARCHAR, raw BLOB,
     quarantined_at TIMESTAMPTZ);
@@ -67,10 +68,19 @@ class PhysColumn:
     key: bool
     added_pos: int
     dropped_pos: int | None = None
+    missing: str | None = None
+    """What rows that existed when the column was added hold in it without a version
+    saying so (``Column.missing``); a fold that finds no version writing it gives this."""
 
     @property
     def physical(self) -> Physical:
         return physical(self.pg_type)
+
+    def missing_sql(self) -> str | None:
+        """``missing`` as a typed SQL literal, or None."""
+        if self.missing is None:
+            return None
+        return self.physical.cast("'" + self.missing.replace("'", "''") + "'")
 
     def alive_at(self, pos: int) -> bool:
         return self.added_pos <= pos and (self.dropped_pos is None or self.dropped_pos > pos)
@@ -147,8 +157,16 @@ class Table:
         return found
 
 
-def evolve(con: duckdb.DuckDBPyConnection, table: Table, schema: TableSchema, pos: int) -> None:
-    """Bring ``table`` to ``schema``'s columns at ``pos``: drop what is gone, add what is new."""
+def evolve(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    schema: TableSchema,
+    pos: int,
+    new_table: bool = False,
+) -> None:
+    """Bring ``table`` to ``schema``'s columns at ``pos``: drop what is gone, add what is
+    new. An added column with a ``missing`` value gives it to every current row (the
+    head) and keeps it for folds over older versions; a new table has no older rows."""
     wanted = {(c.name, c.type): c for c in schema.columns}
     for col in table.alive:
         if (col.name, col.pg_type) not in wanted:
@@ -173,6 +191,10 @@ def evolve(con: duckdb.DuckDBPyConnection, table: Table, schema: TableSchema, po
         con.execute(f"ALTER TABLE {table.head} ADD COLUMN c{new.phys} {head_type}")
         if table.mask_words() > words_before:
             con.execute(f"ALTER TABLE {table.hist} ADD COLUMN _m{words_before} UBIGINT DEFAULT 0")
+        if c.missing is not None and not c.key and not new_table:
+            new.missing = c.missing
+            con.execute("INSERT INTO _rb_missing VALUES (?, ?, ?)", [table.id, new.phys, c.missing])
+            con.execute(f"UPDATE {table.head} SET c{new.phys} = ?", [c.missing])
     table._layouts.clear()
     table._schemas.clear()
 
@@ -189,7 +211,7 @@ def create(con: duckdb.DuckDBPyConnection, table_id: int, schema: TableSchema, p
         "_ts TIMESTAMPTZ, _op UTINYINT, _m0 UBIGINT)"
     )
     con.execute(f"CREATE TABLE {t.head} (_pos UBIGINT)")
-    evolve(con, t, schema, pos)
+    evolve(con, t, schema, pos, new_table=True)
     return t
 
 
@@ -207,6 +229,13 @@ def load(con: duckdb.DuckDBPyConnection) -> dict[int, Table]:
     ).fetchall()
     for tid, phys, name, pg_type, key, added, dropped in rows:
         tables[tid].columns.append(PhysColumn(phys, name, pg_type, key, added, dropped))
+    try:
+        missing = con.execute("SELECT table_id, phys, value FROM _rb_missing").fetchall()
+    except duckdb.CatalogException:  # a store written before, opened read-only
+        missing = []
+    for tid, phys, value in missing:
+        if tid in tables:
+            tables[tid].columns[phys].missing = value
     try:
         cps = con.execute(
             "SELECT table_id, pos, rows FROM _rb_checkpoints ORDER BY table_id, pos"

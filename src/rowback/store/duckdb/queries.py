@@ -117,10 +117,16 @@ def _version_sql(t: Table, where: str) -> str:
 class _Folder:
     """Replays versions of rows into full before/after images (JSON-ready values)."""
 
-    def __init__(self, t: Table) -> None:
+    def __init__(self, t: Table, con: duckdb.DuckDBPyConnection) -> None:
         self.t = t
         self.words = t.mask_words()
         self.base = 5 + self.words
+        # what rows older than an added column read in it (``PhysColumn.missing``)
+        self.missing: dict[str, object] = {}
+        for c in t.columns:
+            if (lit := c.missing_sql()) is not None:
+                got = first(con.execute(f"SELECT {lit}").fetchall())
+                self.missing[c.name] = to_json_value(got[0] if got else None, c.physical.hint)
 
     def decode(self, r: Sequence[Any]) -> tuple[Op, dict[str, object], dict[str, object]]:
         """The op, the key, and the written columns of one version row."""
@@ -147,7 +153,11 @@ class _Folder:
         alive = [c.name for c in self.t.columns if c.alive_at(pos)]
         if op in (Op.INSERT, Op.SNAPSHOT) or state is None:
             return (None if op != Op.UPDATE else state), {n: written.get(n) for n in alive}
-        after = {n: written[n] if n in written else state.get(n) for n in alive}
+        missing = self.missing
+        after = {
+            n: written[n] if n in written else state[n] if n in state else missing.get(n)
+            for n in alive
+        }
         return state, after
 
 
@@ -168,7 +178,7 @@ def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Res
             rows = sorted(rows + truncates, key=lambda r: r[0])
     except duckdb.ConversionException as e:
         raise RowbackError(f"--key {','.join(key)}: {str(e).splitlines()[0]}") from None
-    folder = _Folder(t)
+    folder = _Folder(t, con)
     out: list[tuple[object, ...]] = []
     state: Row | None = None
     for r in rows:
@@ -210,7 +220,7 @@ def changes(
 
 
 def _change_rows(con: duckdb.DuckDBPyConnection, t: Table, where: str) -> Iterator[tuple[Any, ...]]:
-    folder = _Folder(t)
+    folder = _Folder(t, con)
     cur = con.cursor()
     cur.execute(_version_sql(t, where))
     for r in _fetch(cur):
@@ -243,7 +253,7 @@ def _tx_rows(
     ).fetchall()
     if not rows:
         return []
-    folder = _Folder(t)
+    folder = _Folder(t, con)
     keys = [c for c in t.columns if c.key]
     states = _states_before(con, t, folder, rows, lo)
     out = []

@@ -71,15 +71,20 @@ def versions(
     )
 
 
+def _newest(c: PhysColumn, is_written: str, prefix: str = "") -> str:
+    """The newest written value of ``c``; its ``missing`` value when none was written."""
+    newest = f"arg_max_null({prefix}c{c.phys}, {prefix}_pos) FILTER (WHERE {is_written})"
+    lit = c.missing_sql()
+    if lit is None:
+        return newest
+    return f"CASE WHEN bool_or({is_written}) THEN {newest} ELSE {lit} END"
+
+
 def fold(t: Table, cols: list[PhysColumn], source: str) -> str:
     """Per-key state over the versions in ``source``: newest written value of each column."""
     keys = key_columns(t, cols)
     sel = [f'c{c.phys} AS "{c.name}"' for c in keys]
-    sel += [
-        f'arg_max_null(c{c.phys}, _pos) FILTER (WHERE {written(c)}) AS "{c.name}"'
-        for c in cols
-        if not c.key
-    ]
+    sel += [f'{_newest(c, written(c))} AS "{c.name}"' for c in cols if not c.key]
     group = ", ".join(f"c{c.phys}" for c in keys)
     return (
         f"SELECT {', '.join(sel)} FROM ({source}) GROUP BY {group} "
@@ -115,18 +120,24 @@ def state(
         f"arg_max_null(v.c{c.phys}, v._pos) FILTER (WHERE {written(c)}) AS c{c.phys}"
         for c in values
     ]
+
+    # columns added after the checkpoint: a row it holds that no version since wrote them
+    # for had them added with their missing value (or NULL)
+    def absent(c: PhysColumn) -> str:
+        return c.missing_sql() or f"NULL::{c.physical.duck}"
+
     group = ", ".join(f"v.c{c.phys}" for c in keys)
     on = " AND ".join(f"{{0}}.c{c.phys} = {{1}}.c{c.phys}" for c in keys)
     untouched = [
-        f'v.c{c.phys} AS "{c.name}"'
-        if c.key or c in kept
-        else f'NULL::{c.physical.duck} AS "{c.name}"'
+        f'v.c{c.phys} AS "{c.name}"' if c.key or c in kept else f'{absent(c)} AS "{c.name}"'
         for c in cols
     ]
     merged = [
         f'CASE WHEN {written(c, "d._w")} THEN d.c{c.phys} ELSE ck.c{c.phys} END AS "{c.name}"'
         if c in kept
         else f'd.c{c.phys} AS "{c.name}"'
+        if c.key or c.missing is None
+        else f'CASE WHEN {written(c, "d._w")} THEN d.c{c.phys} ELSE {absent(c)} END AS "{c.name}"'
         for c in cols
     ]
     ck = ", ".join(f"c{c.phys}" for c in keys + kept)

@@ -215,6 +215,7 @@ class DuckDBStore:
                 con.execute(f"DROP TABLE {t.head}")
                 checkpoints.forget(con, t)
                 con.execute("DELETE FROM _rb_columns WHERE table_id = ?", [t.id])
+                con.execute("DELETE FROM _rb_missing WHERE table_id = ?", [t.id])
                 con.execute("DELETE FROM _rb_tables WHERE id = ?", [t.id])
             con.execute("COMMIT")
         except BaseException:
