@@ -302,3 +302,51 @@ def test_the_bench_shaped_stream_is_decoded_in_bulk() -> None:
             assert bulk == by_line
             assert taken >= 3
             assert orjson.loads(bulk["positions"][0][1])["files"]
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.integers(-(2**62), 2**62), st.integers(-800_000, 3_000_000)))
+)
+def test_semantic_types_in_bulk(values: list[int | None]) -> None:
+    """Dates and microsecond timestamps in bulk print what the line decoder's converters
+    print; a column with a value they would refuse is refused (``Declined``) too."""
+    import pyarrow as pa
+
+    from rowback.sources.debezium import times
+
+    arr = pa.array(values, pa.int64())
+    for bulk, conv in (
+        (columnar._dates, times.date),
+        (columnar._micro_timestamps, times.timestamp(10**6)),
+    ):
+        try:
+            want = [None if v is None else conv(v) for v in values]
+        except ValueError:
+            with pytest.raises(columnar.Declined):
+                bulk(arr, conv)
+            continue
+        assert bulk(arr, conv).to_pylist() == want
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.uuids().map(str),
+            st.text(alphabet="0123456789abcdefABCDEF-xyz", max_size=40),
+        )
+    )
+)
+def test_uuids_in_bulk(values: list[str | None]) -> None:
+    import pyarrow as pa
+
+    from rowback.sources.debezium import convert
+
+    arr = pa.array([v.upper() if v and len(v) % 2 else v for v in values], pa.string())
+    try:
+        want = [None if v is None else convert.uuid(v) for v in arr.to_pylist()]
+    except ValueError:
+        with pytest.raises(columnar.Declined):
+            columnar._uuids(arr, convert.uuid)
+        return
+    assert columnar._uuids(arr, convert.uuid).to_pylist() == want
