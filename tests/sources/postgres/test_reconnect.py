@@ -8,10 +8,19 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
-from pgcap import assert_same, execute, insert_lsn, opened, pg_connect, pg_state
+from pgcap import (
+    assert_same,
+    capture_once,
+    execute,
+    insert_lsn,
+    opened,
+    pg_connect,
+    pg_state,
+)
 
 from rowback.pgserver import PgServer
 from rowback.when import AtLsn
@@ -56,17 +65,22 @@ def test_capture_survives_a_server_restart(
     try:
         time.sleep(3)
         pg_server.restart("immediate")  # a crash: no shutdown checkpoint, walsenders cut
+        restarted = datetime.now(UTC)
         time.sleep(4)
     finally:
         stop.set()
         writer.join()
     conn = pg_connect(pg_dsn)
     want = insert_lsn(conn), pg_state(conn, "public.t")
-    time.sleep(4)  # let capture catch up
+    time.sleep(2)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "source connection lost" in err and "reconnecting" in err
+    with opened(store_path) as store:  # the reconnected session stored changes
+        after = store.sql("SELECT count(*) FROM h_1 WHERE _ts > ?", [restarted])[0][0]
+    assert after > 0
+    capture_once(pg_dsn, store_path)  # whatever it had not reached yet: no waiting on luck
     with opened(store_path) as store:
         assert_same(store, "public.t", AtLsn(want[0]), want[1])
         # every committed UPDATE exactly once: each row's versions count up by one
