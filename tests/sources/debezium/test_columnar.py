@@ -4,6 +4,7 @@ of good, odd and malformed events, in any block size."""
 
 from __future__ import annotations
 
+import math
 import random
 import struct
 import tempfile
@@ -196,7 +197,7 @@ def test_a_clean_stream_is_decoded_in_bulk() -> None:
         vals = {
             "v": rng.randint(-(2**63), 2**63 - 1),
             "s": rng.choice(["a", "", "ü", None]),
-            "f": rng.choice([0.1, -0.0, 1e15, 5e-5, 123.25, float(rng.randint(0, 10**16))]),
+            "f": rng.choice([0.1, 0.0, 1e15, 5e-5, 123.25, float(rng.randint(0, 10**16))]),
             "b": rng.choice([True, False, None]),
         }
         op = rng.choice(["c", "u", "u", "d"])
@@ -270,16 +271,20 @@ def test_wrapped_events_store_the_same(seed: int) -> None:
 def test_float_text_in_bulk(v: float) -> None:
     import pyarrow as pa
 
+    if v == 0 and math.copysign(1, v) < 0:  # JSON -0 is 0 to orjson, -0.0 to Arrow
+        with pytest.raises(columnar.Declined):
+            columnar._floats(pa.array([v, None]))
+        return
     assert columnar._floats(pa.array([v, None]))[0].as_py() == float_text(v)
 
 
 def test_floats_around_the_switches() -> None:
     import pyarrow as pa
 
-    edges = [1e-4, 9.999e-5, 1e15, 1e15 - 1, 999999999999999.9, 1e16, 123456789012.5, -0.0]
+    edges = [1e-4, 9.999e-5, 1e15, 1e15 - 1, 999999999999999.9, 1e16, 123456789012.5, 0.0]
     rng = random.Random(3)
     bits = [struct.unpack("d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(5000)]
-    values = [v for v in edges + bits if v == v and abs(v) != float("inf")]
+    values = [v for v in edges + bits if v == v and abs(v) != float("inf") and str(v) != "-0.0"]
     got = columnar._floats(pa.array(values)).to_pylist()
     assert got == [float_text(v) for v in values]
 
@@ -350,3 +355,91 @@ def test_uuids_in_bulk(values: list[str | None]) -> None:
             columnar._uuids(arr, convert.uuid)
         return
     assert columnar._uuids(arr, convert.uuid).to_pylist() == want
+
+
+# -- what Arrow's reader accepts and JSON does not (found in review) ---------------------
+
+
+def _event(i: int, **after: object) -> dict[str, Any]:
+    row = {"id": i, "v": i * 10, "s": f"s{i}", "f": i + 0.5, **after}
+    src = {"schema": "public", "table": "t", "txId": 1000 + i, "lsn": i, "ts_ms": TS + i}
+    return {"before": None, "after": row, "op": "c", "source": src}
+
+
+TS = 1_700_000_000_000
+
+
+def _good(n: int, start: int = 1) -> bytes:
+    return lines([_event(i) for i in range(start, start + n)])
+
+
+def _one(**after: object) -> bytes:
+    return lines([_event(100, **after)])
+
+
+def _split() -> bytes:
+    a = _one()
+    i = a.index(b'"after":') + 8
+    return a[:i] + b"\n" + a[i:] + orjson.dumps(_event(101)) + b" " + lines([_event(102)])
+
+
+def _ts_ms_min() -> bytes:
+    e = _event(100)
+    e["source"]["ts_ms"] = -(2**63)
+    return lines([e])
+
+
+ODD_LINES = {
+    "NaN literal": _one()[:-2] + b',"x":NaN}\n',
+    "Infinity in a float": _one().replace(b'"f":100.5', b'"f":-Infinity'),
+    "beyond double": _one().replace(b'"f":100.5', b'"f":1.7976931348623159e308'),
+    "integer -0 in a float": _one().replace(b'"f":100.5', b'"f":-0'),
+    "invalid UTF-8 unused": _one()[:-2] + b',"db":"sh\xffop"}\n',
+    "invalid UTF-8 in text": _one().replace(b'"s100"', b'"s\xff"'),
+    "NaN with a NULL": _one(s=None).replace(b'"f":100.5', b'"f":NaN'),
+    "ts_ms that wraps": _ts_ms_min(),
+    "an event over two lines, two on one": _split(),
+}
+
+
+@pytest.mark.parametrize("odd", list(ODD_LINES), ids=list(ODD_LINES))
+def test_what_arrow_accepts_and_json_does_not(odd: str) -> None:
+    bulk, by_line, taken = both_ways(_good(20) + ODD_LINES[odd] + _good(40, 200), 2000)
+    assert bulk == by_line
+    assert taken >= 1  # the clean blocks around it still went in bulk
+
+
+def test_a_table_wider_than_the_masks() -> None:
+    """More than 64 physical columns: the store writes the batch row by row."""
+    docs = [
+        {
+            "before": None,
+            "after": {"id": i, **{f"c{j}": j * i for j in range(70)}},
+            "op": "c",
+            "source": {"schema": "p", "table": "w", "txId": i, "lsn": i, "ts_ms": TS},
+        }
+        for i in range(1, 200)
+    ]
+    bulk, by_line, taken = both_ways(lines(docs), 20_000)
+    assert bulk == by_line
+    assert taken >= 1
+
+
+@pytest.mark.parametrize(
+    ("ctype", "semantic", "value"),
+    [
+        ("boolean", "io.debezium.time.Date", True),
+        ("float64", "io.debezium.time.Date", 1.0),
+        ("int64", "io.debezium.data.Uuid", 5),
+        ("string", "io.debezium.time.Date", "x"),
+        ("float64", "io.debezium.time.MicroTimestamp", 1.0),
+    ],
+)
+def test_semantic_name_on_an_unexpected_type(ctype: str, semantic: str, value: object) -> None:
+    fields = [field("id", "int64"), field("x", ctype, semantic)]
+    docs = [
+        wrapped(event("c", {"id": i, "x": value if i > 20 else None}, None, txid=i, lsn=i), fields)
+        for i in range(1, 60)
+    ]
+    bulk, by_line, _ = both_ways(lines(docs), 3000)
+    assert bulk == by_line

@@ -336,7 +336,12 @@ class DuckDBStore:
         try:
             pos = self._next_pos
             table, layout = self._layout(batch.table, pos, {}, stats)
-            if n:
+            if n and len(table.columns) > catalog.MASK_BITS:  # the row-by-row path
+                self._flush(
+                    table, [(pos + i, ch, layout) for i, ch in enumerate(batch.changes())], stats
+                )
+                checkpoints.take_due(con, [table], pos + n - 1, self.checkpoint_every)
+            elif n:
                 inp = vector.batch_input(table, layout, batch, pos)
                 vector.apply_input(con, table, layout, inp, stats)
                 snapshots = pc.sum(pc.equal(batch.op, int(Op.SNAPSHOT))).as_py() or 0
