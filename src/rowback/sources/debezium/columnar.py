@@ -95,11 +95,12 @@ class BlockDecoder:
         d = self.d
         lines = Lines(block)
         # Every line must be one object: Arrow's reader crashes on some other values, and
-        # it reads more than JSON (newlines inside an object, two objects on a line, NaN
-        # and Infinity, invalid UTF-8), which the line decoder rejects.
+        # it reads more than JSON (newlines inside an object, two objects on a line,
+        # invalid UTF-8; NaN and Infinity, checked once parsed), which the line decoder
+        # rejects.
         if not lines.objects() or not lines.all_end_with(b"}") or lines.longest() > d.max_line:
             raise Declined
-        if d._ph in block or b"NaN" in block or b"Inf" in block or not lines.utf8():
+        if d._ph in block or not lines.utf8():
             raise Declined
         env_schema: object = None
         if block.startswith(_WRAPPED):
@@ -116,7 +117,7 @@ class BlockDecoder:
             t = pj.read_json(io.BytesIO(block), read_options=_READ, parse_options=opts)
         except (pa.ArrowException, ValueError):
             raise Declined from None
-        if t.num_rows != len(lines) or t.schema.field("after").type != row:
+        if t.num_rows != len(lines) or _non_finite(t) or t.schema.field("after").type != row:
             raise Declined
         if t.schema.field("before").type != row:
             raise Declined
@@ -281,6 +282,23 @@ class Lines:
 
     def line(self, i: int) -> bytes:
         return self.block[self.starts[i] : self.ends[i]]
+
+
+def _non_finite(data: pa.Table | pa.Array | pa.ChunkedArray) -> bool:
+    """Whether any float anywhere (unread envelope fields too) is NaN or infinite: Arrow
+    reads ``NaN``, ``Infinity`` and numbers beyond double, JSON has none of them."""
+    if isinstance(data, pa.Table):
+        return any(_non_finite(c) for c in data.columns)
+    kind = data.type
+    if pa.types.is_floating(kind):
+        return bool(pc.any(pc.invert(pc.is_finite(data))).as_py())
+    if pa.types.is_struct(kind):
+        arr = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
+        return any(_non_finite(arr.field(i)) for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        arr = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
+        return _non_finite(arr.flatten())
+    return False
 
 
 def _flat(col: pa.ChunkedArray) -> pa.Array:
