@@ -136,7 +136,8 @@ class BlockDecoder:
         if len(rest) != len(block) - len(lines) * len(prefix):
             raise Declined
         payloads = rest.replace(b"}\n", b"\n")  # newlines end lines only: one per line
-        if not Lines(payloads).objects():
+        inner = Lines(payloads)
+        if not inner.objects() or not inner.all_end_with(b"}"):
             raise Declined
         return env_schema, payloads
 
@@ -201,8 +202,8 @@ class BlockDecoder:
         before_text = None
         if before_ok.any():
             before_text = tuple(f(c) for f, c in zip(to_text, before_cols, strict=True))
-        seq = self._seq(txid.to_numpy(zero_copy_only=False))
-        return ChangeBatch(
+        seq, last = self._seq(txid.to_numpy(zero_copy_only=False))
+        batch = ChangeBatch(
             tab.schema,
             op.cast(pa.uint8()),
             txid,
@@ -213,6 +214,9 @@ class BlockDecoder:
             before_text,
             has_before if before_text is not None else None,
         )
+        # the decoder's state moves only now: a declined block must leave it as it was
+        self.d._tx, self.d._seq = last
+        return batch
 
     def _check_missing(
         self, lines: Lines, cols: list[pa.Array], is_del: np.ndarray, names: tuple[str, ...]
@@ -229,8 +233,9 @@ class BlockDecoder:
             if tuple(doc["after"]) != names:
                 raise Declined
 
-    def _seq(self, txid: np.ndarray) -> np.ndarray:
-        """Order within the transaction, continuing the line decoder's count."""
+    def _seq(self, txid: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """Order within the transaction, continuing the line decoder's count; and the
+        decoder's (transaction, count) after the block."""
         d = self.d
         idx = np.arange(len(txid), dtype=np.int64)
         starts = np.r_[True, txid[1:] != txid[:-1]]
@@ -238,8 +243,7 @@ class BlockDecoder:
         if int(txid[0]) == d._tx:
             later = np.flatnonzero(starts[1:])
             seq[: later[0] + 1 if len(later) else len(seq)] += d._seq + 1
-        d._tx, d._seq = int(txid[-1]), int(seq[-1])
-        return np.minimum(seq, MAX_SEQ)
+        return np.minimum(seq, MAX_SEQ), (int(txid[-1]), int(seq[-1]))
 
 
 class Lines:
