@@ -25,7 +25,7 @@ import orjson
 import pyarrow as pa
 
 from rowback.errors import RowbackError
-from rowback.model import Change, ChangeBatch, Quarantined
+from rowback.model import Change, ChangeBatch, Quarantined, WriteStats
 from rowback.sources.debezium.columnar import BlockDecoder
 from rowback.sources.debezium.decode import MAX_LINE, DecodeError, Decoder, Oversized
 from rowback.store.base import Store
@@ -172,10 +172,7 @@ class Batcher:
         self.position["decoder"] = state if state is not None else self.decoder.state()
         stats = self.store.write(self.changes, self.source, self.position, quarantine=self.bad)
         self.open = False
-        self.report.events += stats.written
-        self.report.gaps += stats.gaps
-        room = MAX_ERRORS - len(self.report.gap_examples)
-        self.report.gap_examples.extend(stats.gap_examples[: max(room, 0)])
+        self._count(stats)
         self.changes, self.bad, self.inputs, self.bytes = [], [], 0, 0
 
     def write_batch(self, batch: ChangeBatch, state: dict[str, Any], commit: bool) -> None:
@@ -187,6 +184,9 @@ class Batcher:
         stats = self.store.write_batch(batch, self.source, self.position, commit=commit)
         self.open = not commit
         self.report.bulk += stats.written
+        self._count(stats)
+
+    def _count(self, stats: WriteStats) -> None:
         self.report.events += stats.written
         self.report.gaps += stats.gaps
         room = MAX_ERRORS - len(self.report.gap_examples)

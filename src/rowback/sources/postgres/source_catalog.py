@@ -103,9 +103,12 @@ class SourceCatalog:
             [relid],
         )
         out: dict[str, str] = {}
+        if not rows:
+            return out
+        as_text = self._output_text()
         for name, pg_type, values in rows:
             with self.conn.cursor() as cur:
-                psycopg2.extensions.register_type(self._output_text(), cur)
+                psycopg2.extensions.register_type(as_text, cur)
                 cur.execute(
                     sql.SQL("SELECT ({}::{}[])[1]").format(sql.Literal(values), sql.SQL(pg_type))
                 )
