@@ -1,5 +1,6 @@
 """The write paths of the DuckDB store must store the same bytes: vectorized and
-row-by-row ``write``, and the columnar ``write_batch``."""
+row-by-row ``write``, and the columnar ``write_batch``; also across ALTER COLUMN TYPE of
+the key and of a value (``retype.py``), after which the table must still be right."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from rowback.model import Change, ChangeBatch, Column, Op, TableSchema
 from rowback.store.duckdb import DuckDBStore
+from rowback.when import AtLsn
 
 T = TableSchema(
     "s",
@@ -23,9 +25,23 @@ T = TableSchema(
         Column("j", "jsonb"),
     ),
 )
+# ALTER TABLE t ALTER COLUMN k TYPE bigint, ALTER COLUMN n TYPE numeric(10,3)
+T2 = TableSchema(
+    "s",
+    "public",
+    "t",
+    (Column("k", "bigint", True), T.columns[1], Column("n", "numeric(10,3)"), T.columns[3]),
+)
+
+
+def _scaled(n: str | None, schema: TableSchema) -> str | None:
+    """``n`` as PostgreSQL prints it under ``schema``'s numeric scale."""
+    return None if n is None else n if schema is T else n + "0"
+
+
 VALUE = st.one_of(st.none(), st.sampled_from(["x", "y", "", "NULL", "ü"]))
 STEP = st.tuples(
-    st.sampled_from(["ins", "upd", "del"]),
+    st.sampled_from(["ins", "upd", "del", "ins", "upd", "del", "retype"]),
     st.integers(0, 4),
     VALUE,
     st.sampled_from([None, "1.00", "2.50"]),
@@ -45,37 +61,57 @@ def test_paths_agree(tmp_path_factory: object, steps: list[tuple[object, ...]], 
     bulk = DuckDBStore(base / "bulk", checkpoint_every=2)
     state: dict[int, list[str | None]] = {}
     changes: list[Change] = []
+    schema = T
     for i, (op, k, a, n, with_before, lie) in enumerate(steps):
+        if op == "retype":
+            schema = T2 if schema is T else T
+            continue
+        if changes and changes[-1].table is not schema or not changes and schema is T2:
+            # PostgreSQL rewrote every row; the store learns so from this change
+            state = {k: [r[0], r[1], _rescale(r[2], schema), r[3]] for k, r in state.items()}
         key = (str(k),)
         old = state.get(k)
+        n = _scaled(n, schema)
         if op == "ins":
             row = [str(k), a, n, '{"i": %d}' % i]  # noqa: UP031
-            changes.append(Change(T, Op.INSERT, key, row, None, i, i, i, 1))
+            changes.append(Change(schema, Op.INSERT, key, row, None, i, i, i, 1))
             state[k] = row
         elif op == "upd":
             row = [str(k), a, n, old[3] if old else None]
             before = None
             if with_before and old is not None:
                 before = [str(k), "lie" if lie else old[1], old[2], old[3]]
-            changes.append(Change(T, Op.UPDATE, key, row, before, i, i, i, 1))
+            changes.append(Change(schema, Op.UPDATE, key, row, before, i, i, i, 1))
             state[k] = row
         else:
             before = None
             if with_before and old is not None:
                 before = [str(k), "lie" if lie else old[1], old[2], old[3]]
-            changes.append(Change(T, Op.DELETE, key, None, before, i, i, i, 1))
+            changes.append(Change(schema, Op.DELETE, key, None, before, i, i, i, 1))
             state.pop(k, None)
+    parts = []  # writes of ``cut`` changes, split where the table version changes
+    for lo in range(0, len(changes), cut):
+        for ch in changes[lo : lo + cut]:
+            if parts and parts[-1][1][-1].table is ch.table and len(parts[-1][1]) < cut:
+                parts[-1][1].append(ch)
+            else:
+                parts.append((lo, [ch]))
     gaps = []
     for store in (fast, slow, bulk):
         total = 0
-        for lo in range(0, len(changes), cut):
-            part = changes[lo : lo + cut]
+        for lo, part in parts:
             if store is bulk:
                 total += store.write_batch(batch_of(part), "s", {"at": lo}).gaps
             else:
                 total += store.write(part, "s", {"at": lo}).gaps
         gaps.append(total)
     assert gaps[0] == gaps[1] == gaps[2]
+    if changes:  # the last state, whatever the retypes, is the table's
+        want = sorted((int(r[0] or 0), r[1], r[2]) for r in state.values())
+        res = fast.asof("public.t", AtLsn(2**62))
+        rows = [dict(zip(res.columns, r, strict=True)) for r in res.rows]
+        got = sorted((r["k"], r["a"], None if r["n"] is None else str(r["n"])) for r in rows)
+        assert got == want
     if changes:
         hist = "SELECT * EXCLUDE (_ts) FROM h_1 ORDER BY _pos"
         head = "SELECT * EXCLUDE (_pos) FROM s_1 ORDER BY c0"
@@ -87,18 +123,25 @@ def test_paths_agree(tmp_path_factory: object, steps: list[tuple[object, ...]], 
         store.close()
 
 
+def _rescale(n: str | None, schema: TableSchema) -> str | None:
+    if n is None:
+        return None
+    return n + "0" if schema is T2 else n[:-1]
+
+
 def batch_of(changes: list[Change]) -> ChangeBatch:
-    """The columnar form of changes to ``T``; a delete's after row carries its key."""
+    """The columnar form of changes to one table version; a delete's after row carries
+    its key."""
 
     def column(values: list[object], kind: pa.DataType) -> pa.Array:
         return pa.array(values, kind)
 
-    n = len(T.columns)
+    n = len(changes[0].table.columns)
     after = [list(c.after) if c.after is not None else [*c.key, *[None] * (n - 1)] for c in changes]
     before = [c.before if c.before is not None else [None] * n for c in changes]
     has = [c.before is not None for c in changes]
     return ChangeBatch(
-        T,
+        changes[0].table,
         column([int(c.op) for c in changes], pa.uint8()),
         column([c.txid for c in changes], pa.uint64()),
         column([c.lsn for c in changes], pa.uint64()),

@@ -163,13 +163,17 @@ def evolve(
     schema: TableSchema,
     pos: int,
     new_table: bool = False,
-) -> None:
+) -> list[tuple[PhysColumn, PhysColumn]]:
     """Bring ``table`` to ``schema``'s columns at ``pos``: drop what is gone, add what is
     new. An added column with a ``missing`` value gives it to every current row (the
-    head) and keeps it for folds over older versions; a new table has no older rows."""
+    head) and keeps it for folds over older versions; a new table has no older rows.
+    Returns the (old, new) physical columns of each retyped column, for ``retype``."""
     wanted = {(c.name, c.type): c for c in schema.columns}
+    dropped: dict[str, PhysColumn] = {}
+    retyped: list[tuple[PhysColumn, PhysColumn]] = []
     for col in table.alive:
         if (col.name, col.pg_type) not in wanted:
+            dropped[col.name] = col
             col.dropped_pos = pos
             con.execute(
                 "UPDATE _rb_columns SET dropped_pos = ? WHERE table_id = ? AND phys = ?",
@@ -195,8 +199,11 @@ def evolve(
             new.missing = c.missing
             con.execute("INSERT INTO _rb_missing VALUES (?, ?, ?)", [table.id, new.phys, c.missing])
             con.execute(f"UPDATE {table.head} SET c{new.phys} = ?", [c.missing])
+        if c.name in dropped and not new_table:
+            retyped.append((dropped[c.name], new))
     table._layouts.clear()
     table._schemas.clear()
+    return retyped
 
 
 def create(con: duckdb.DuckDBPyConnection, table_id: int, schema: TableSchema, pos: int) -> Table:

@@ -169,10 +169,19 @@ def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Res
     if len(key) != len(keys):
         names = ", ".join(c.name for c in keys)
         raise RowbackError(f"{t.qualified} has key ({names}): give {len(keys)} value(s)")
-    match = " AND ".join(f"c{c.phys} = ?" for c in keys)
     try:
-        # two queries: an OR here keeps DuckDB from pushing the key filter into the scan
-        rows = con.execute(_version_sql(t, match), list(key)).fetchall()
+        # one query per key generation (a retyped key is a new physical column), and the
+        # TRUNCATEs apart: an OR keeps DuckDB from pushing the key filter into the scan
+        rows = []
+        for gen in _key_generations(t):
+            # a key of today's type may not fit an older one: that generation lacks it
+            old = gen != keys
+            match = " AND ".join(
+                f"c{c.phys} = TRY_CAST(? AS {c.physical.duck})" if old else f"c{c.phys} = ?"
+                for c in gen
+            )
+            rows += con.execute(_version_sql(t, match), list(key)).fetchall()
+        rows.sort(key=lambda r: r[0])
         if t.truncates:  # the catalog knows where they are: skip the query when there are none
             truncates = con.execute(_version_sql(t, f"_op = {Op.TRUNCATE}")).fetchall()
             rows = sorted(rows + truncates, key=lambda r: r[0])
@@ -191,6 +200,13 @@ def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Res
         state = after
     cols = ["time", "txid", "lsn", "op", "before", "after", "changed"]
     return Result(cols, out, {"before": "row", "after": "row", "changed": "changed"})
+
+
+def _key_generations(t: Table) -> list[list[PhysColumn]]:
+    """The sets of key columns the table has had (more than one after a key was retyped)."""
+    starts = sorted({c.added_pos for c in t.columns if c.key})
+    gens = [[c for c in t.columns if c.key and c.alive_at(p)] for p in starts]
+    return [g for i, g in enumerate(gens) if g and g not in gens[:i]]
 
 
 def pos_range(

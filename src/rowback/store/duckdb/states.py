@@ -64,6 +64,10 @@ def versions(
     """Versions of ``cols`` in (lo, b] (alias ``v``), narrowed by ``join`` and ``where``."""
     masks = ", ".join(f"v._m{w}" for w in range(t.mask_words()))
     extra = f" AND ({where})" if where else ""
+    # versions from before a key column was retyped do not have it; the rewrite re-read
+    # every live row under the new key (retype.py), so they are not needed either
+    retyped = [c for c in cols if c.key and c.added_pos > max(t.created_pos, lo + 1)]
+    extra += "".join(f" AND v.c{c.phys} IS NOT NULL" for c in retyped)
     return (
         f"SELECT v._pos, v._op, {masks}, {', '.join(f'v.c{c.phys}' for c in cols)} "
         f"FROM {t.hist} v {join} "
@@ -182,7 +186,9 @@ def plans(con: duckdb.DuckDBPyConnection, t: Table, b: int, cols: list[PhysColum
     if cp is not None:
         cost = float(AGG * n_since + CKPT * cp.rows)
         out.append(Plan("checkpoint", cost, state(t, cols, b, cp)))
-    if bisect.bisect_right(t.truncates, b) == len(t.truncates):  # no TRUNCATE after b
+    # the head is keyed by today's key columns; a key retyped after b is not in b's rows
+    same_keys = [c.phys for c in keys] == [c.phys for c in t.key_columns]
+    if same_keys and bisect.bisect_right(t.truncates, b) == len(t.truncates):  # no TRUNCATE after b
         got = first(con.execute(f"SELECT count(*) FROM {t.head}").fetchall())
         n_head = int(got[0]) if got else 0
         n_after = rows(b)

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from rowback.errors import RowbackError
 from rowback.model import Change, ChangeBatch, Op, Quarantined, TableSchema, WriteStats
 from rowback.store.base import Capabilities, Result, TableInfo
-from rowback.store.duckdb import catalog, checkpoints, queries, vector
+from rowback.store.duckdb import catalog, checkpoints, queries, retype, vector
 from rowback.store.duckdb.catalog import Table, first, unregister
 from rowback.store.duckdb.writer import diff_changes, fetch_head, write_head
 from rowback.when import Point
@@ -99,11 +99,15 @@ class DuckDBStore:
             pending: dict[int, list[tuple[int, Change, tuple[int, ...]]]] = {}
             txs: list[list[int]] = []  # [pos_lo, pos_hi, lsn, txid, commit_us]
             pos = self._next_pos
+            now = int(datetime.now(UTC).timestamp() * 1_000_000)
+            lsn = int(position.get("lsn", 0))
             for s in schemas:
-                self._layout(s, pos, pending, stats)
+                _, _, used = self._layout(s, pos, pending, stats, (lsn, 0, now))
+                if used:
+                    txs.append([pos, pos + used - 1, lsn, 0, now])
+                    pos += used
             if schemas and not changes:
-                now = int(datetime.now(UTC).timestamp() * 1_000_000)
-                txs.append([pos, pos, int(position.get("lsn", 0)), 0, now])
+                txs.append([pos, pos, lsn, 0, now])
                 pos += 1
             last_schema: TableSchema | None = None
             items: list[tuple[int, Change, tuple[int, ...]]] = []
@@ -111,7 +115,12 @@ class DuckDBStore:
             tx = [0, 0, -1, -1, 0]
             for ch in changes:
                 if ch.table is not last_schema:  # runs of one table are the common case
-                    table, layout = self._layout(ch.table, pos, pending, stats)
+                    at = (ch.lsn, ch.txid, ch.commit_us)
+                    table, layout, used = self._layout(ch.table, pos, pending, stats, at)
+                    if used:  # the rows a retype re-read, as write_batch records them
+                        txs.append([pos, pos + used - 1, *at])
+                        tx = [0, 0, -1, -1, 0]
+                        pos += used
                     items = pending.setdefault(table.id, [])
                     last_schema = ch.table
                 items.append((pos, ch, layout))
@@ -140,7 +149,11 @@ class DuckDBStore:
         pos: int,
         pending: dict[int, list[tuple[int, Change, tuple[int, ...]]]],
         stats: WriteStats,
-    ) -> tuple[Table, tuple[int, ...]]:
+        at: tuple[int, int, int],
+    ) -> tuple[Table, tuple[int, ...], int]:
+        """The table and physical layout of ``schema``, evolving the table to it when it is
+        a new version. A retyped column re-reads the table at ``pos`` (``at``: the lsn,
+        txid and commit time to record), which takes the returned number of positions."""
         table = self._by_name.get((schema.source, schema.schema, schema.name))
         if table is None:
             tid = max(self._tables, default=0) + 1
@@ -148,13 +161,17 @@ class DuckDBStore:
             self._tables[tid] = table
             self._by_name[(schema.source, schema.schema, schema.name)] = table
         layout = table.layout(schema)
+        used = 0
         if layout is None:
             if table.id in pending:
                 self._flush(table, pending.pop(table.id), stats)
-            catalog.evolve(self._con, table, schema, pos)
+            retyped = catalog.evolve(self._con, table, schema, pos)
+            if retyped:
+                lsn, txid, commit_us = at
+                used = retype.reread(self._con, table, retyped, pos, lsn, txid, commit_us, stats)
             layout = table.layout(schema)
             assert layout is not None
-        return table, layout
+        return table, layout, used
 
     def _flush(
         self, table: Table, items: list[tuple[int, Change, tuple[int, ...]]], stats: WriteStats
@@ -335,7 +352,12 @@ class DuckDBStore:
         self._begin()
         try:
             pos = self._next_pos
-            table, layout = self._layout(batch.table, pos, {}, stats)
+            at = (0, 0, 0)
+            if n:
+                at = (batch.lsn[0].as_py(), batch.txid[0].as_py(), batch.commit_us[0].as_py())
+            table, layout, used = self._layout(batch.table, pos, {}, stats, at)
+            runs = [_tx_table([pos], [pos + used - 1], [at[0]], [at[1]], [at[2]])] if used else []
+            pos += used
             if n and len(table.columns) > catalog.MASK_BITS:  # the row-by-row path
                 self._flush(
                     table, [(pos + i, ch, layout) for i, ch in enumerate(batch.changes())], stats
@@ -347,7 +369,8 @@ class DuckDBStore:
                 snapshots = pc.sum(pc.equal(batch.op, int(Op.SNAPSHOT))).as_py() or 0
                 checkpoints.note(con, table, n - snapshots)
                 checkpoints.take_due(con, [table], pos + n - 1, self.checkpoint_every)
-            self._record(_tx_runs(batch, pos), source, position, pos + n)
+            runs.append(_tx_runs(batch, pos))
+            self._record(pa.concat_tables(runs), source, position, pos + n)
             if commit:
                 self._commit()
         except BaseException:
