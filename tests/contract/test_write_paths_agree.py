@@ -114,7 +114,7 @@ def test_paths_agree(tmp_path_factory: object, steps: list[tuple[object, ...]], 
         assert got == want
     if changes:
         hist = "SELECT * EXCLUDE (_ts) FROM h_1 ORDER BY _pos"
-        head = "SELECT * EXCLUDE (_pos) FROM s_1 ORDER BY c0"
+        head = "SELECT * EXCLUDE (_pos) FROM s_1 ORDER BY ALL"
         txs = "SELECT * FROM _rb_tx ORDER BY pos_lo"
         cps = "SELECT * FROM _rb_checkpoints ORDER BY ALL"
         for q in (hist, head, txs, cps):
