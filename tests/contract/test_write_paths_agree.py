@@ -28,7 +28,7 @@ STEP = st.tuples(
     st.sampled_from(["ins", "upd", "del"]),
     st.integers(0, 4),
     VALUE,
-    st.sampled_from([None, "1.00", "2.50"]),
+    st.sampled_from([None, "1.00", "2.50", "NaN"]),  # NaN widens the DECIMAL column
     st.booleans(),
     st.booleans(),
 )

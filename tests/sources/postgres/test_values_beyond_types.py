@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from pgcap import TableState, assert_same, execute, insert_lsn, pg_connect, pg_state
 
 from rowback.errors import RowbackError
 from rowback.sources.postgres.capture import Capture, CaptureConfig
 from rowback.store.duckdb import DuckDBStore, queries
+from rowback.store.duckdb.store import FILE_NAME
 from rowback.when import AtLsn
 
 PLANS = ("fold", "checkpoint", "head")
@@ -263,4 +265,51 @@ def test_missing_values_beyond_the_type(pg_dsn: str, store_path: Path) -> None:
             "d": "infinity",
             "b": "0044-03-15 00:00:00 BC",
         }
+    conn.close()
+
+
+def test_tx_before_images_of_many_keys_beyond_python(pg_dsn: str, store_path: Path) -> None:
+    """A transaction touching more keys than fit a short OR list (their state before it is
+    found by a join on the keys' text), keys BC and infinite."""
+    conn = pg_connect(pg_dsn)
+    execute(
+        pg_dsn,
+        "CREATE TABLE e (d date PRIMARY KEY, n int)",
+        "INSERT INTO e SELECT '0100-01-01 BC'::date + g, 0 FROM generate_series(1, 70) g",
+        "INSERT INTO e VALUES ('infinity', 0), ('-infinity', 0), ('9999-12-31', 0)",
+    )
+    capture(pg_dsn, store_path)
+    execute(pg_dsn, "UPDATE e SET n = 1")
+    execute(pg_dsn, "UPDATE e SET n = 2")
+    txid = int(_scalar(conn, "SELECT max(xmin::text::bigint) FROM e"))
+    capture(pg_dsn, store_path)
+    with DuckDBStore(store_path, read_only=True) as store:
+        rows = list(store.tx(txid).rows)
+        assert len(rows) == 73
+        assert all(r[5]["n"] == 1 and r[6]["n"] == 2 for r in rows)
+        keys = {r[4]["d"] for r in rows}
+        assert {"infinity", "-infinity", "9999-12-31", "0100-01-02 BC", "0100-03-11 BC"} <= keys
+        assert keys == {k[0] for k in pg_state(conn, "public.e").rows}  # JSON: ISO dates
+    conn.close()
+
+
+def test_store_without_widened_table_opens_read_only(pg_dsn: str, store_path: Path) -> None:
+    """A store written before ``_rb_widened`` existed opens read-only and answers; opened
+    writable, it gets the table and can widen."""
+    conn = pg_connect(pg_dsn)
+    execute(
+        pg_dsn, "CREATE TABLE o (id int PRIMARY KEY, v numeric(6,2))", "INSERT INTO o VALUES (1, 1)"
+    )
+    capture(pg_dsn, store_path)
+    con = duckdb.connect(str(store_path / FILE_NAME))
+    con.execute("DROP TABLE _rb_widened")
+    con.close()
+    want = insert_lsn(conn), pg_state(conn, "public.o")
+    with DuckDBStore(store_path, read_only=True) as store:
+        assert_same(store, "public.o", AtLsn(want[0]), want[1])
+    execute(pg_dsn, "UPDATE o SET v = 'NaN'")
+    later = insert_lsn(conn), pg_state(conn, "public.o")
+    capture(pg_dsn, store_path)
+    with DuckDBStore(store_path, read_only=True) as store:
+        assert assert_every_plan(store, "public.o", [want, later]) == {"fold", "head"}
     conn.close()
