@@ -34,24 +34,25 @@ def check_changes(
     if not typed:
         return
     hit: dict[int, PhysColumn] = {}
-    keys = [(j, c) for j, c in enumerate(table.key_columns) if c.phys in typed]
+    kinds = {p: c.physical for p, c in typed.items()}
+    keys = [(j, c.phys) for j, c in enumerate(table.key_columns) if c.phys in typed]
     last: tuple[int, ...] | None = None
-    where: list[tuple[int, PhysColumn]] = []
+    where: list[tuple[int, int]] = []  # (index in the change's values, physical position)
     for _, ch, layout in items:
         if layout is not last:
-            where = [(i, typed[p]) for i, p in enumerate(layout) if p in typed]
+            where = [(i, p) for i, p in enumerate(layout) if p in typed]
             last = layout
         after = ch.after
         if after is not None:
-            for i, c in where:
+            for i, p in where:
                 v = after[i]
-                if v is not None and c.phys not in hit and c.physical.overflows(v):
-                    hit[c.phys] = c
+                if v is not None and p not in hit and kinds[p].overflows(v):
+                    hit[p] = typed[p]
         if ch.key is not None:
-            for j, c in keys:
+            for j, p in keys:
                 v = ch.key[j] if j < len(ch.key) else None
-                if v is not None and c.phys not in hit and c.physical.overflows(v):
-                    hit[c.phys] = c
+                if v is not None and p not in hit and kinds[p].overflows(v):
+                    hit[p] = typed[p]
     if hit:
         widen(con, table, list(hit.values()))
 
