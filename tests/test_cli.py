@@ -100,6 +100,37 @@ def test_capture_then_time_travel(shop: str, tmp_path: Path) -> None:
     assert "cancelled" in table_view
 
 
+def test_values_beyond_python_print_as_postgres_text(pg_dsn: str, tmp_path: Path) -> None:
+    """Infinite and BC dates and times and numeric NaN print as PostgreSQL does, as JSON
+    strings; --where still compares times as times, infinity included."""
+    conn = psycopg2.connect(pg_dsn)
+    conn.autocommit = True
+    conn.cursor().execute(
+        "CREATE TABLE ev (id int PRIMARY KEY, ts timestamptz, d date, amount numeric(8,2));"
+        "INSERT INTO ev VALUES (1, 'infinity', '9999-12-31', 'NaN'),"
+        " (2, '-infinity', '0044-03-15 BC', 1.50), (3, '2024-05-06 07:08:09+00', 'infinity', 2)"
+    )
+    conn.close()
+    store = tmp_path / "store"
+    run("capture", "--source", pg_dsn, "--once", store=store)
+    rows = jsonl(run("asof", "ev", "--at", "now", "-f", "json", store=store).stdout)
+    assert rows == [
+        {"id": 1, "ts": "infinity", "d": "9999-12-31", "amount": "NaN"},
+        {"id": 2, "ts": "-infinity", "d": "0044-03-15 BC", "amount": "1.50"},
+        {"id": 3, "ts": "2024-05-06T07:08:09+00:00", "d": "infinity", "amount": "2.00"},
+    ]
+    later = run(
+        "asof", "ev", "--at", "now", "--where", "ts > '2020-01-01'", "-f", "csv", store=store
+    )
+    assert later.stdout.splitlines()[1:] == [
+        "1,infinity,9999-12-31,NaN",
+        "3,2024-05-06T07:08:09+00:00,infinity,2.00",
+    ]
+    assert "-infinity" in run("asof", "ev", "--at", "now", store=store).stdout
+    hist = jsonl(run("history", "ev", "--key", "2", "-f", "json", store=store).stdout)
+    assert hist[0]["after"] == {"id": 2, "ts": "-infinity", "d": "0044-03-15 BC", "amount": "1.50"}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

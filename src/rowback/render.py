@@ -5,7 +5,9 @@ Values become JSON-ready objects by one set of rules, shared by every format:
 - ints and floats stay numbers; NaN and infinities become "NaN", "Infinity", "-Infinity";
   ints beyond the 64-bit range become exact strings (JSON readers would round them);
 - Decimal and ``numeric`` values become exact strings, never floats;
-- datetime, date and time become ISO-8601 (aware datetimes keep their offset);
+- datetime, date and time become ISO-8601 (aware datetimes keep their offset); those
+  Python cannot hold (infinity, BC, years past 9999) come from the store as PostgreSQL's
+  text (``'infinity'``, ``'0044-03-15 BC'``) and stay strings, as do numeric ``'NaN'``;
 - timedelta becomes an ISO-8601 duration written the way PostgreSQL's ``iso_8601``
   interval style does (``P1DT2H``, ``PT-1H-30M``, ``PT0S``): readable, exact and
   accepted back by PostgreSQL;

@@ -32,7 +32,7 @@ from psycopg2 import sql
 from rowback.pgserver import PgServer
 from rowback.sources.postgres.capture import Capture, CaptureConfig, CaptureStatus
 from rowback.sources.postgres.source_catalog import SESSION_OPTIONS
-from rowback.store.duckdb import DuckDBStore
+from rowback.store.duckdb import DuckDBStore, queries
 from rowback.when import Point
 
 Conn = psycopg2.extensions.connection
@@ -126,9 +126,15 @@ def _pg_columns(conn: Conn, table: str) -> list[tuple[str, str, bool]]:
         return [(n, t, k in ("t", "true")) for n, t, k in cur.fetchall()]
 
 
-def store_state(store: DuckDBStore, table: str, point: Point, like: TableState) -> TableState:
-    """The store's ``asof`` answer in the same form as ``like`` (a PostgreSQL state)."""
-    res = store.asof(table, point)
+def store_state(
+    store: DuckDBStore, table: str, point: Point, like: TableState, plan: str | None = None
+) -> TableState:
+    """The store's ``asof`` answer in the same form as ``like`` (a PostgreSQL state), by
+    ``plan`` when given (``fold``, ``checkpoint``, ``head``)."""
+    if plan is None:
+        res = store.asof(table, point)
+    else:
+        res = queries.asof(store._con, store.table(table), point, plan=plan)
     rows: dict[Key, dict[str, object]] = {}
     names = list(res.columns)
     types = like.types
@@ -141,9 +147,12 @@ def store_state(store: DuckDBStore, table: str, point: Point, like: TableState) 
     return TableState({n: types.get(n, "?") for n in names}, like.key, rows)
 
 
-def assert_same(store: DuckDBStore, table: str, point: Point, want: TableState) -> None:
-    """``asof(point)`` must equal ``want`` exactly: same columns, same keys, same values."""
-    got = store_state(store, table, point, want)
+def assert_same(
+    store: DuckDBStore, table: str, point: Point, want: TableState, plan: str | None = None
+) -> None:
+    """``asof(point)`` (by ``plan``) must equal ``want`` exactly: same columns, same keys,
+    same values."""
+    got = store_state(store, table, point, want, plan)
     assert sorted(got.types) == sorted(want.types), f"{table} at {point}: columns differ"
     missing = want.rows.keys() - got.rows.keys()
     extra = got.rows.keys() - want.rows.keys()

@@ -202,12 +202,6 @@ def test_toasted_values_survive_updates_of_other_columns(pg_dsn: str, store_path
     conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the store keeps these types in DuckDB DATE/TIMESTAMP/DECIMAL columns, "
-    "which cannot hold NaN in numeric(p,s) or BC dates (the write fails or drops the era), "
-    "and whose infinities come back to Python as datetime.max/min",
-)
 @pytest.mark.parametrize(
     ("pg_type", "literal"),
     [

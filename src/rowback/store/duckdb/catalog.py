@@ -12,7 +12,9 @@ Every captured table gets two DuckDB tables:
   store positions, so older states fold only the history since the nearest one.
 
 A column added, dropped or retyped gets a new physical column; old ones stay, so
-history written under any schema version stays readable.
+history written under any schema version stays readable. A typed column that meets a
+value its type cannot hold (``numeric`` NaN in a DECIMAL) is *widened* to PostgreSQL text
+in place, in all three tables, and ``_rb_widened`` remembers it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS _rb_tx (
     pos_lo UBIGINT, pos_hi UBIGINT, lsn UBIGINT, txid UBIGINT, ts TIMESTAMPTZ, source VARCHAR);
 CREATE TABLE IF NOT EXISTS _rb_checkpoints (table_id INTEGER, pos UBIGINT, rows UBIGINT);
 CREATE TABLE IF NOT EXISTS _rb_missing (table_id INTEGER, phys INTEGER, value VARCHAR);
+CREATE TABLE IF NOT EXISTS _rb_widened (table_id INTEGER, phys INTEGER);
 CREATE TABLE IF NOT EXISTS _rb_quarantine (
     id BIGINT, source VARCHAR, location VARCHAR, line BIGINT, error VARCHAR, raw BLOB,
     quarantined_at TIMESTAMPTZ);
@@ -71,10 +74,13 @@ class PhysColumn:
     missing: str | None = None
     """What rows that existed when the column was added hold in it without a version
     saying so (``Column.missing``); a fold that finds no version writing it gives this."""
+    widened: bool = False
+    """Held as PostgreSQL text since a value its DuckDB type cannot hold arrived."""
 
     @property
     def physical(self) -> Physical:
-        return physical(self.pg_type)
+        got = physical(self.pg_type)
+        return got.widened() if self.widened else got
 
     def missing_sql(self) -> str | None:
         """``missing`` as a typed SQL literal, or None."""
@@ -196,6 +202,8 @@ def evolve(
         if table.mask_words() > words_before:
             con.execute(f"ALTER TABLE {table.hist} ADD COLUMN _m{words_before} UBIGINT DEFAULT 0")
         if c.missing is not None and not c.key and not new_table:
+            if new.physical.overflows(c.missing):
+                widen(con, table, [new])
             new.missing = c.missing
             con.execute("INSERT INTO _rb_missing VALUES (?, ?, ?)", [table.id, new.phys, c.missing])
             con.execute(f"UPDATE {table.head} SET c{new.phys} = ?", [c.missing])
@@ -204,6 +212,34 @@ def evolve(
     table._layouts.clear()
     table._schemas.clear()
     return retyped
+
+
+def widen(con: duckdb.DuckDBPyConnection, table: Table, cols: list[PhysColumn]) -> None:
+    """Turn ``cols`` of ``table`` into PostgreSQL text for good: history, checkpoints and
+    the head's typed key columns are converted in place (DuckDB rewrites the column), so a
+    value its type cannot hold can be written next, and every fold reads one type."""
+    have = {
+        (r[0], r[1])
+        for r in con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() "
+            "WHERE table_name IN (?, ?) AND database_name = current_database()",
+            [table.head, table.ckpt],
+        ).fetchall()
+    }
+    for c in cols:
+        if c.widened:
+            continue
+        was = c.physical
+        name = f"c{c.phys}"
+        targets = [table.hist] + [t for t in (table.head, table.ckpt) if (t, name) in have]
+        for target in targets:
+            if target == table.head and not c.key:
+                continue  # the head holds values as text already
+            con.execute(
+                f"ALTER TABLE {target} ALTER COLUMN {name} TYPE VARCHAR USING {was.text(name)}"
+            )
+        con.execute("INSERT INTO _rb_widened VALUES (?, ?)", [table.id, c.phys])
+        c.widened = True
 
 
 def create(con: duckdb.DuckDBPyConnection, table_id: int, schema: TableSchema, pos: int) -> Table:
@@ -243,6 +279,13 @@ def load(con: duckdb.DuckDBPyConnection) -> dict[int, Table]:
     for tid, phys, value in missing:
         if tid in tables:
             tables[tid].columns[phys].missing = value
+    try:
+        widened = con.execute("SELECT table_id, phys FROM _rb_widened").fetchall()
+    except duckdb.CatalogException:  # a store written before, opened read-only
+        widened = []
+    for tid, phys in widened:
+        if tid in tables:
+            tables[tid].columns[phys].widened = True
     try:
         cps = con.execute(
             "SELECT table_id, pos, rows FROM _rb_checkpoints ORDER BY table_id, pos"

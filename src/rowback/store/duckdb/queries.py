@@ -3,7 +3,8 @@
 Every point in time becomes a *bound*: the last store position (``_pos``) it includes.
 A row's state at a bound is, per column, the newest value written at or before it
 (``arg_max_null`` over versions whose mask bit says "written"), unless the row's newest
-version is a delete or a TRUNCATE came after it.
+version is a delete or a TRUNCATE came after it. Values leave SQL through
+``Physical.output``, so a date Python cannot hold arrives as PostgreSQL's text.
 """
 
 from __future__ import annotations
@@ -89,10 +90,11 @@ def asof(
         choices = [p for p in choices if p.name == plan]
         if not choices:
             raise RowbackError(f"plan {plan!r} cannot answer {t.qualified} at position {b}")
-    sql = choices[0].sql
-    order_by = ", ".join(f'"{c.name}"' for c in keys)
-    sql = f"SELECT * FROM ({sql}) AS {t.name}" + (f" WHERE {where}" if where else "")
-    sql += f" ORDER BY {order_by}"
+    # --where and the order see the typed columns; only what is returned is rendered
+    name = t.name
+    outs = ", ".join(f"{c.physical.output(f'{name}.{_q(c)}')} AS {_q(c)}" for c in order)
+    sql = f"SELECT {outs} FROM ({choices[0].sql}) AS {name}" + (f" WHERE {where}" if where else "")
+    sql += " ORDER BY " + ", ".join(f"{name}.{_q(c)}" for c in keys)
     try:
         cur = con.execute(sql)
     except duckdb.Error as e:
@@ -100,14 +102,32 @@ def asof(
     return Result([c.name for c in order], _fetch(cur), _hints(order))
 
 
+def _q(c: PhysColumn) -> str:
+    return f'"{c.name}"'
+
+
+def _equals(c: PhysColumn, text: str) -> str:
+    """SQL: a version's (alias ``v``) ``c`` equals the key text ``text`` (an expression)."""
+    return f"v.c{c.phys} = {c.physical.cast(text)}"
+
+
+def _literal(text: object) -> str:
+    """A SQL string literal (keys are inlined: DuckDB then prunes the scan by them)."""
+    return "NULL" if text is None else "'" + str(text).replace("'", "''") + "'"
+
+
 def _fetch(cur: duckdb.DuckDBPyConnection, size: int = 10_000) -> Iterator[tuple[Any, ...]]:
     while rows := cur.fetchmany(size):
         yield from rows
 
 
-def _version_sql(t: Table, where: str) -> str:
+def _version_sql(t: Table, where: str, key_text: bool = False) -> str:
+    """Version rows: position, LSN, txid, time, op, masks, every column (as Python gets
+    it), and with ``key_text`` the key columns' text, which casts back exactly."""
     masks = ", ".join(f"_m{w}" for w in range(t.mask_words()))
-    vals = ", ".join(f"c{c.phys}" for c in t.columns)
+    vals = ", ".join(c.physical.output(f"c{c.phys}") for c in t.columns)
+    if key_text:
+        vals += "".join(f", {c.physical.text(f'c{c.phys}')}" for c in t.columns if c.key)
     return (
         f"SELECT _pos, _lsn, _txid, _ts, _op, {masks}, {vals} FROM {t.hist} "
         f"WHERE {where} ORDER BY _pos"
@@ -125,7 +145,7 @@ class _Folder:
         self.missing: dict[str, object] = {}
         for c in t.columns:
             if (lit := c.missing_sql()) is not None:
-                got = first(con.execute(f"SELECT {lit}").fetchall())
+                got = first(con.execute(f"SELECT {c.physical.output(lit)}").fetchall())
                 self.missing[c.name] = to_json_value(got[0] if got else None, c.physical.hint)
 
     def decode(self, r: Sequence[Any]) -> tuple[Op, dict[str, object], dict[str, object]]:
@@ -177,8 +197,10 @@ def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Res
             # a key of today's type may not fit an older one: that generation lacks it
             old = gen != keys
             match = " AND ".join(
-                f"c{c.phys} = TRY_CAST(? AS {c.physical.duck})" if old else f"c{c.phys} = ?"
-                for c in gen
+                f"c{c.phys} = TRY_CAST(${i + 1} AS {c.physical.duck})"
+                if old
+                else f"c{c.phys} = {c.physical.cast(f'${i + 1}')}"
+                for i, c in enumerate(gen)
             )
             rows += con.execute(_version_sql(t, match), list(key)).fetchall()
         rows.sort(key=lambda r: r[0])
@@ -265,13 +287,13 @@ def _tx_rows(
     con: duckdb.DuckDBPyConnection, t: Table, lo: int, hi: int, txid: int
 ) -> list[tuple[Any, ...]]:
     rows = con.execute(
-        _version_sql(t, f"_pos BETWEEN {lo} AND {hi} AND _txid = {int(txid)}")
+        _version_sql(t, f"_pos BETWEEN {lo} AND {hi} AND _txid = {int(txid)}", key_text=True)
     ).fetchall()
     if not rows:
         return []
     folder = _Folder(t, con)
     keys = [c for c in t.columns if c.key]
-    states = _states_before(con, t, folder, rows, lo)
+    states = _states_before(con, t, rows, lo, folder.base + len(t.columns))
     out = []
     for r in rows:
         op, key, written = folder.decode(r)
@@ -290,13 +312,14 @@ def _tx_rows(
 def _states_before(
     con: duckdb.DuckDBPyConnection,
     t: Table,
-    folder: _Folder,
     rows: list[tuple[Any, ...]],
     lo: int,
+    texts: int,
 ) -> dict[tuple[Any, ...], Row | None]:
-    """Full rows just before position ``lo`` for every key the versions in ``rows`` touch."""
+    """Full rows just before position ``lo`` for every key the versions in ``rows`` (key
+    texts from column ``texts`` on) touch, keyed as those rows give their keys."""
     keys = [c for c in t.columns if c.key]
-    wanted = {tuple(r[folder.base + c.phys] for c in keys) for r in rows if r[4] != Op.TRUNCATE}
+    wanted = {tuple(r[texts : texts + len(keys)]) for r in rows if r[4] != Op.TRUNCATE}
     if not wanted:
         return {}
     b = lo - 1
@@ -306,22 +329,22 @@ def _states_before(
     # plus their versions since, folded in SQL, instead of replaying all earlier versions
     cp = states.checkpoint_at(t, b, keys)
     lo0 = states.last_truncate(t, b)
+    outs = ", ".join(c.physical.output(f"_s.{_q(c)}") for c in order) or "*"  # no table yet
     if len(wanted) <= 64:  # a short OR list lets DuckDB push the filter into the scan
         match = " OR ".join(
-            "("
-            + " AND ".join(f"v.c{c.phys} = ${i * len(keys) + j + 1}" for j, c in enumerate(keys))
-            + ")"
-            for i in range(len(wanted))
+            "(" + " AND ".join(_equals(c, _literal(v)) for c, v in zip(keys, k, strict=True)) + ")"
+            for k in wanted
         )
         sql = states.state(t, order, b, cp, lo0, where=match)
-        prior = con.execute(sql, [v for k in wanted for v in k]).fetchall()
+        prior = con.execute(f"SELECT {outs} FROM ({sql}) AS _s").fetchall()
     else:
         kcols = list(zip(*wanted, strict=True))
-        con.register("_rb_want", pa.table({f"k{i}": list(v) for i, v in enumerate(kcols)}))
+        want = {f"k{i}": pa.array(v, pa.string()) for i, v in enumerate(kcols)}
+        con.register("_rb_want", pa.table(want))
         try:
-            on = " AND ".join(f"v.c{c.phys} = w.k{i}" for i, c in enumerate(keys))
+            on = " AND ".join(_equals(c, f"w.k{i}") for i, c in enumerate(keys))
             sql = states.state(t, order, b, cp, lo0, join=f"SEMI JOIN _rb_want w ON {on}")
-            prior = con.execute(sql).fetchall()
+            prior = con.execute(f"SELECT {outs} FROM ({sql}) AS _s").fetchall()
         finally:
             unregister(con, "_rb_want")
     nkeys = len([c for c in order if c.key])

@@ -21,27 +21,30 @@ import contextlib
 import duckdb
 
 from rowback.model import Op, WriteStats
-from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table, first
+from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table, first, widen
+from rowback.store.duckdb.types import physical
 
-# DuckDB prints these exactly as PostgreSQL does; other typed values keep the text they had
-_PRINTS_AS_POSTGRES = ("SMALLINT", "INTEGER", "BIGINT", "DECIMAL", "DATE", "TIMESTAMP")
+# the types whose ``Physical.text`` is PostgreSQL's own text; others keep the text they had
+_TEXT_AS_POSTGRES = ("SMALLINT", "INTEGER", "BIGINT", "DECIMAL", "DATE", "TIMESTAMP")
 
 
 def head_value(old: PhysColumn, new: PhysColumn) -> str:
     """SQL for the head's value of ``new`` from the head's value of ``old`` (the head keeps
-    keys typed and other values as PostgreSQL text)."""
+    keys typed and other values as PostgreSQL text), NULL when it does not convert."""
     src = f"c{old.phys}"
-    duck = new.physical.duck
     if new.key:
-        return f"TRY_CAST({src} AS {duck})"
+        return f"TRY_CAST({src} AS {new.physical.duck})"
     if old.key:
         src = f"CAST({src} AS VARCHAR)"
-    if duck in ("VARCHAR", "BLOB"):
+    base = physical(new.pg_type)  # the column's type before any widening
+    if base.duck in ("VARCHAR", "BLOB"):
         return src
-    typed = f"TRY_CAST({src} AS {duck})"
-    if duck.startswith(_PRINTS_AS_POSTGRES) and duck != "TIMESTAMPTZ":
-        return f"CAST({typed} AS VARCHAR)"
-    return f"CASE WHEN {typed} IS NOT NULL THEN {src} END"
+    typed = f"TRY({base.cast(src)})"
+    beyond = base.overflow(src)  # kept as text by a widened column
+    keep = f"WHEN {beyond} THEN {src} " if beyond is not None else ""
+    if base.duck.startswith(_TEXT_AS_POSTGRES):
+        return f"CASE {keep}ELSE {base.text(typed)} END" if keep else base.text(typed)
+    return f"CASE {keep}WHEN {typed} IS NOT NULL THEN {src} END"
 
 
 def reread(
@@ -58,6 +61,12 @@ def reread(
     at positions ``pos``, ``pos + 1``, ...; returns how many positions that took."""
     head = table.head
     for old, new in retyped:
+        text = f"CAST(c{old.phys} AS VARCHAR)" if old.key else f"c{old.phys}"
+        beyond = new.physical.overflow(text)  # NaN kept as text, into a DECIMAL: widen it
+        if beyond is not None:
+            got = first(con.execute(f"SELECT count(*) FROM {head} WHERE {beyond}").fetchall())
+            if got and got[0]:
+                widen(con, table, [new])
         con.execute(f"UPDATE {head} SET c{new.phys} = {head_value(old, new)}")
         got = first(
             con.execute(

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from rowback.errors import RowbackError
 from rowback.model import Change, ChangeBatch, Op, Quarantined, TableSchema, WriteStats
 from rowback.store.base import Capabilities, Result, TableInfo
-from rowback.store.duckdb import catalog, checkpoints, queries, retype, vector
+from rowback.store.duckdb import catalog, checkpoints, queries, retype, vector, widening
 from rowback.store.duckdb.catalog import Table, first, unregister
 from rowback.store.duckdb.writer import diff_changes, fetch_head, write_head
 from rowback.when import Point
@@ -179,6 +179,7 @@ class DuckDBStore:
         if self.vectorized and vector.eligible(table, items):
             vector.apply(self._con, table, items, stats)
         else:
+            widening.check_changes(self._con, table, items)  # before anything casts them
             keys = {ch.key for _, ch, _ in items if ch.key is not None}
             prev, rowids = fetch_head(self._con, table, keys)
             batch, touched, cleared = diff_changes(table, items, prev, stats)
@@ -233,6 +234,7 @@ class DuckDBStore:
                 checkpoints.forget(con, t)
                 con.execute("DELETE FROM _rb_columns WHERE table_id = ?", [t.id])
                 con.execute("DELETE FROM _rb_missing WHERE table_id = ?", [t.id])
+                con.execute("DELETE FROM _rb_widened WHERE table_id = ?", [t.id])
                 con.execute("DELETE FROM _rb_tables WHERE id = ?", [t.id])
             con.execute("COMMIT")
         except BaseException:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from rowback.model import Change, ChangeBatch, Op, Text, WriteStats
 from rowback.store.duckdb.catalog import MASK_BITS, Table, first, unregister
+from rowback.store.duckdb.widening import check_input
 
 Item = tuple[int, Change, tuple[int, ...]]
 
@@ -122,6 +123,7 @@ def apply_input(
     con.register("_rb_in", inp)
     fast = False
     try:
+        check_input(con, table)  # before anything casts the batch
         fast = with_before and _diff_by_before(con, table, layout)
         if not fast:
             con.execute(_work_sql(table, layout, with_before))
