@@ -17,7 +17,7 @@ from dbz_events import decimal_b64, event, field, lines, wrapped
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rowback.sources.debezium import columnar
+from rowback.sources.debezium import columnar, semantic
 from rowback.sources.debezium.convert import float_text
 from rowback.sources.debezium.ingest import IngestReport, ingest_file
 from rowback.store.duckdb.store import DuckDBStore
@@ -321,8 +321,8 @@ def test_semantic_types_in_bulk(values: list[int | None]) -> None:
 
     arr = pa.array(values, pa.int64())
     for bulk, conv in (
-        (columnar._dates, times.date),
-        (columnar._micro_timestamps, times.timestamp(10**6)),
+        (semantic.dates, times.date),
+        (semantic.micro_timestamps, times.timestamp(10**6)),
     ):
         try:
             want = [None if v is None else conv(v) for v in values]
@@ -352,9 +352,9 @@ def test_uuids_in_bulk(values: list[str | None]) -> None:
         want = [None if v is None else convert.uuid(v) for v in arr.to_pylist()]
     except ValueError:
         with pytest.raises(columnar.Declined):
-            columnar._uuids(arr, convert.uuid)
+            semantic.uuids(arr, convert.uuid)
         return
-    assert columnar._uuids(arr, convert.uuid).to_pylist() == want
+    assert semantic.uuids(arr, convert.uuid).to_pylist() == want
 
 
 # -- what Arrow's reader accepts and JSON does not (found in review) ---------------------
@@ -443,3 +443,136 @@ def test_semantic_name_on_an_unexpected_type(ctype: str, semantic: str, value: o
     ]
     bulk, by_line, _ = both_ways(lines(docs), 3000)
     assert bulk == by_line
+
+
+# -- Decimal, ZonedTimestamp and Json in bulk: what the line converters give -------------
+
+
+def _bulk_equals_each(bulk: Any, conv: Any, values: list[Any], kind: Any) -> None:
+    """``bulk`` gives what ``conv`` gives value by value, or refuses when ``conv`` would
+    refuse any value."""
+    import pyarrow as pa
+
+    arr = pa.array(values, kind)
+    try:
+        want = [None if v is None else conv(v) for v in values]
+    except ValueError:
+        with pytest.raises(semantic.Declined):
+            bulk(arr, conv)
+        return
+    assert bulk(arr, conv).to_pylist() == want
+
+
+def _b64(n: int, width: int) -> str:
+    import base64
+
+    return base64.b64encode(n.to_bytes(width, "big", signed=True)).decode()
+
+
+UNSCALED = st.one_of(
+    st.integers(-(2**15), 2**15),
+    st.integers(-(2**63), 2**63 - 1),
+    st.integers(-(2**80), 2**80),
+)
+DECIMAL_TEXT = st.one_of(
+    st.none(),
+    UNSCALED.map(lambda n: _b64(n, (n.bit_length() + 8) // 8)),
+    st.integers(-(2**40), 2**40).map(lambda n: _b64(n, 9)),  # padded with sign bytes
+    st.sampled_from(["", "AB==", "QR==", "AAA=", "A===", "=AAA", "AA=A", "A A=", "AAAAA", "€€€€"]),
+    st.text(alphabet="ABCab01+/=", max_size=14),
+)
+
+
+@settings(max_examples=300)
+@given(
+    values=st.lists(DECIMAL_TEXT, max_size=30),
+    scale=st.integers(-3, 8),
+    precision=st.one_of(st.none(), st.integers(1, 40)),
+)
+def test_decimals_in_bulk(values: list[str | None], scale: int, precision: int | None) -> None:
+    import pyarrow as pa
+
+    from rowback.sources.debezium import convert
+
+    conv = convert.decimal(scale, precision)
+    _bulk_equals_each(semantic.decimals, conv, values, pa.string())
+    # a slice of a longer array (Arrow offsets that do not start at 0)
+    arr = pa.array(["AQ==", *values, "AQ=="], pa.string()).slice(1, len(values))
+    try:
+        want = [None if v is None else conv(v) for v in values]
+    except ValueError:
+        return
+    assert semantic.decimals(arr, conv).to_pylist() == want
+
+
+ZONED = st.one_of(
+    st.none(),
+    st.sampled_from(["infinity", "-infinity", "Infinity", "", "2024-02-29T12:00:00Z"]),
+    st.tuples(
+        st.integers(0, 10000),
+        st.integers(0, 13),
+        st.integers(0, 32),
+        st.integers(0, 25),
+        st.integers(0, 61),
+        st.integers(0, 61),
+        st.one_of(st.just(""), st.text(alphabet="0123456789", min_size=1, max_size=9)),
+        st.sampled_from(["Z", "Z", "Z", "+02:00", "-0530", "z", ""]),
+    ).map(
+        lambda t: (
+            f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d}T{t[3]:02d}:{t[4]:02d}:{t[5]:02d}"
+            + (f".{t[6]}" if t[6] else "")
+            + t[7]
+        )
+    ),
+    st.text(max_size=25),
+)
+
+
+@settings(max_examples=300)
+@given(values=st.lists(ZONED, max_size=30))
+def test_zoned_timestamps_in_bulk(values: list[str | None]) -> None:
+    import pyarrow as pa
+
+    from rowback.sources.debezium import times
+
+    _bulk_equals_each(semantic.zoned_timestamps, times.zoned_timestamp, values, pa.string())
+
+
+@given(
+    values=st.lists(
+        st.one_of(
+            st.none(),
+            st.sampled_from(['{"a": 1}', "[1, 2]", "1", '"x"', "null", "{", "", "NaN", "[1,]"]),
+            st.text(max_size=12),
+        ),
+        max_size=20,
+    )
+)
+def test_json_in_bulk(values: list[str | None]) -> None:
+    import pyarrow as pa
+
+    from rowback.sources.debezium import convert
+
+    _bulk_equals_each(semantic.json_texts, convert.json_text, values, pa.string())
+
+
+def test_usual_semantic_values_never_go_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debezium's usual values take the bulk forms (the tests above also pass when every
+    column falls back to the converter)."""
+    import pyarrow as pa
+
+    from rowback.sources.debezium import convert, times
+
+    def refuse(c: Any) -> Any:
+        raise AssertionError(f"{c} went one value at a time")
+
+    monkeypatch.setattr(semantic, "each", refuse)
+    cents = [0, 1, -1, 127, 128, -129, 10**12, -(10**15), 2**63 - 1, None]
+    arr = pa.array([None if n is None else _b64(n, (n.bit_length() + 8) // 8) for n in cents])
+    got = semantic.decimals(arr, convert.decimal(2, 20)).to_pylist()
+    assert got == [None if n is None else convert.numeric_text(n, 2) for n in cents]
+    zoned = ["2023-11-14T22:13:20.002752Z", "2024-02-29T00:00:00Z", "infinity", None]
+    got = semantic.zoned_timestamps(pa.array(zoned), times.zoned_timestamp).to_pylist()
+    assert got == ["2023-11-14 22:13:20.002752+00", "2024-02-29 00:00:00+00", "infinity", None]
+    docs = ['{"gift": true}', "[]", None]
+    assert semantic.json_texts(pa.array(docs), convert.json_text).to_pylist() == docs

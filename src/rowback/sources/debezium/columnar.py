@@ -14,7 +14,7 @@ decodes that block line by line, which quarantines bad lines naming their field.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from rowback.model import ChangeBatch, Op
 from rowback.sources.debezium import convert
 from rowback.sources.debezium.convert import INT_RANGES, float_text
 from rowback.sources.debezium.decode import MAX_SEQ, MAX_TS_US, Decoder
+from rowback.sources.debezium.semantic import SEMANTIC, Declined, ToText, each
 from rowback.sources.debezium.tables import UNDECIDED, DecodeError, Table, row_fields
 
 _WRAPPED = b'{"schema":'
@@ -59,17 +60,6 @@ _SOURCE = pa.struct(
     ]
 )
 _READ = pj.ReadOptions(use_threads=True, block_size=4 << 20)
-ToText = Callable[[pa.Array], pa.Array]
-
-
-class Declined(Exception):
-    """The block is not provably like the line decoder's view of it. ``learn``: because
-    the decoder has not yet seen what the block starts with (a table, a schema), which a
-    few lines decoded one by one teach it."""
-
-    def __init__(self, learn: bool = False) -> None:
-        super().__init__()
-        self.learn = learn
 
 
 class BlockDecoder:
@@ -131,11 +121,13 @@ class BlockDecoder:
         prefix, env_schema = hit
         if not lines.all_end_with(b"}") or self.d._ph_b64_bytes in block:
             raise Declined
-        rest = block[len(prefix) :].replace(b"\n" + prefix, b"\n")
-        # each replacement shortens it by the prefix: all lines but the first had it
-        if len(rest) != len(block) - len(lines) * len(prefix):
+        # every line is the prefix, a payload and the envelope's "}": cut the payloads out
+        # (10x faster than bytes.replace of a schema-long prefix)
+        starts, ends, cut = lines.starts.tolist(), lines.ends.tolist(), len(prefix)
+        if not all(block.startswith(prefix, s) for s in starts):
             raise Declined
-        payloads = rest.replace(b"}\n", b"\n")  # newlines end lines only: one per line
+        payloads = b"\n".join([block[s + cut : e - 1] for s, e in zip(starts, ends, strict=True)])
+        payloads += b"\n"
         inner = Lines(payloads)
         if not inner.objects() or not inner.all_end_with(b"}"):
             raise Declined
@@ -358,7 +350,7 @@ def _row_type(tab: Table) -> tuple[pa.StructType, list[ToText]]:
 
 
 def _connect_to_text(field: dict[str, Any], pg_type: str, c: convert.Converter) -> ToText:
-    bulk = _SEMANTIC.get(field.get("name") or "")
+    bulk = SEMANTIC.get(field.get("name") or "")
     if bulk is not None:
         return lambda arr: bulk(arr, c)
     if field.get("name") is None and pg_type in INT_RANGES:
@@ -367,7 +359,7 @@ def _connect_to_text(field: dict[str, Any], pg_type: str, c: convert.Converter) 
         return _VECTOR["text" if c is convert.text else "boolean"]
     if field.get("name") is None and pg_type == "double precision":
         return _VECTOR["double precision"]
-    return _each(c)
+    return each(c)
 
 
 def _integers(pg_type: str) -> ToText:
@@ -379,18 +371,6 @@ def _integers(pg_type: str) -> ToText:
             if a.as_py() < lo or b.as_py() > hi:
                 raise Declined
         return arr.cast(pa.string())
-
-    return conv
-
-
-def _each(c: convert.Converter) -> ToText:
-    """A converter without a bulk form, applied per value (still no per-event work)."""
-
-    def conv(arr: pa.Array) -> pa.Array:
-        try:
-            return pa.array([None if v is None else c(v) for v in arr.to_pylist()], pa.string())
-        except (ValueError, TypeError, OverflowError, RecursionError, KeyError):
-            raise Declined from None
 
     return conv
 
@@ -417,49 +397,6 @@ def _floats(arr: pa.Array) -> pa.Array:
             out[i] = float_text(values[i])
     return pa.array(out, pa.string())
 
-
-# Debezium's semantic types, in bulk where Arrow prints exactly what the line decoder's
-# converter does; a column with any value outside that goes through the converter.
-_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-_DAYS = (-719_162, 2_932_896)  # 0001-01-01 .. 9999-12-31
-_MICROS = (-62_135_596_800_000_000, 253_402_300_799_999_999)
-
-
-def _in(arr: pa.Array, bounds: tuple[int, int]) -> bool:
-    if arr.null_count == len(arr):
-        return True
-    lo, hi = pc.min_max(arr).values()
-    return bool(bounds[0] <= lo.as_py() and hi.as_py() <= bounds[1])
-
-
-def _uuids(arr: pa.Array, c: convert.Converter) -> pa.Array:
-    if (
-        arr.type == pa.string()
-        and pc.all(pc.match_substring_regex(arr, _UUID)).as_py() is not False
-    ):
-        return pc.utf8_lower(arr)  # (all() is None when every value is NULL)
-    return _each(c)(arr)
-
-
-def _dates(arr: pa.Array, c: convert.Converter) -> pa.Array:
-    if arr.type == pa.int64() and _in(arr, _DAYS):
-        return arr.cast(pa.int32()).cast(pa.date32()).cast(pa.string())
-    return _each(c)(arr)
-
-
-def _micro_timestamps(arr: pa.Array, c: convert.Converter) -> pa.Array:
-    if arr.type == pa.int64() and _in(arr, _MICROS):  # Arrow prints six fraction digits
-        text = arr.cast(pa.timestamp("us")).cast(pa.string())
-        return pc.utf8_rtrim(pc.utf8_rtrim(text, characters="0"), characters=".")
-    return _each(c)(arr)
-
-
-_SEMANTIC: dict[str, Callable[[pa.Array, convert.Converter], pa.Array]] = {
-    "io.debezium.data.Uuid": _uuids,
-    "io.debezium.time.Date": _dates,
-    "org.apache.kafka.connect.data.Date": _dates,
-    "io.debezium.time.MicroTimestamp": _micro_timestamps,
-}
 
 _VECTOR: dict[str, ToText] = {
     "text": lambda a: a,

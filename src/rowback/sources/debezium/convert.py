@@ -194,18 +194,25 @@ def _unscaled(v: Any) -> int:
     return int.from_bytes(_b64(v, "numeric"), "big", signed=True)
 
 
-def decimal(scale: int, precision: int | None) -> Converter:
-    """``org.apache.kafka.connect.data.Decimal``: base64 two's complement, fixed scale."""
-    limit = precision if precision is not None and precision <= 38 else None
+class Decimal:
+    """``org.apache.kafka.connect.data.Decimal``: base64 two's complement, fixed scale.
+    A class, not a closure, so the bulk decoder can read ``scale`` and ``limit``."""
 
-    def conv(v: Any) -> str:
+    def __init__(self, scale: int, precision: int | None) -> None:
+        self.scale = scale
+        self.precision = precision
+        self.limit = precision if precision is not None and precision <= 38 else None
+
+    def __call__(self, v: Any) -> str:
         u = _unscaled(v)
-        out = numeric_text(u, scale)
-        if limit is not None and len(str(abs(u))) > limit:
-            raise BadValue(f"{out} does not fit numeric({precision},{scale})")
+        out = numeric_text(u, self.scale)
+        if self.limit is not None and len(str(abs(u))) > self.limit:
+            raise BadValue(f"{out} does not fit numeric({self.precision},{self.scale})")
         return out
 
-    return conv
+
+def decimal(scale: int, precision: int | None) -> Converter:
+    return Decimal(scale, precision)
 
 
 def variable_decimal(v: Any) -> str:
