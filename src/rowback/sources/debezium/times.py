@@ -2,7 +2,8 @@
 
 Days, milli-, micro- and nanoseconds since the epoch or since midnight, and ISO-8601
 strings with an offset, become ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (``+00`` for
-``timestamp with time zone``). Years are limited to what the store can cast.
+``timestamp with time zone``), with PostgreSQL's `` BC`` after dates before year 1.
+Dates are limited to PostgreSQL's range (from 4714-11-24 BC) and to what the store holds.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from rowback.sources.debezium.convert import BadValue, Converter, expected, kind
 
 _MAX_YEAR = 294246  # DuckDB's timestamps end in 294247; PostgreSQL's a little later
+_MIN_DAYS = -2440588  # 4714-11-24 BC, PostgreSQL's first date (Julian day 0)
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_DATE = _EPOCH.date()
 _INF_AT = 9223372036825200000  # PostgreSQL JDBC's "infinity" timestamp, near int64 max
@@ -32,11 +34,15 @@ def _civil(days: int) -> tuple[int, int, int]:
     return yoe + era * 400 + (month <= 2), month, day
 
 
-def _date(days: int) -> str:
+def _date(days: int) -> tuple[str, str]:
+    """``YYYY-MM-DD`` of a day count, and the era suffix PostgreSQL prints last."""
     y, m, d = _civil(days)
-    if not 1 <= y <= _MAX_YEAR:
-        raise BadValue(f"year {y} is outside 1..{_MAX_YEAR}")
-    return f"{y:04d}-{m:02d}-{d:02d}"
+    if days < _MIN_DAYS or y > _MAX_YEAR:
+        shown = f"{y:04d}-{m:02d}-{d:02d}" if y > 0 else f"{1 - y:04d}-{m:02d}-{d:02d} BC"
+        raise BadValue(f"{shown} is outside 4714-11-24 BC..{_MAX_YEAR}-12-31")
+    if y < 1:  # astronomical year 0 is 1 BC
+        return f"{1 - y:04d}-{m:02d}-{d:02d}", " BC"
+    return f"{y:04d}-{m:02d}-{d:02d}", ""
 
 
 def _clock(micros: int) -> str:
@@ -58,7 +64,7 @@ def date(v: Any) -> str:
     try:
         return (_EPOCH_DATE + timedelta(days=days)).isoformat()  # fast, for years 1..9999
     except OverflowError:
-        return _date(days)
+        return "".join(_date(days))
 
 
 def timestamp(per_second: int) -> Converter:
@@ -75,7 +81,8 @@ def timestamp(per_second: int) -> Converter:
             text = (_EPOCH + timedelta(microseconds=micros)).isoformat(" ")
         except OverflowError:  # years past 9999, which datetime cannot hold
             days, rest = divmod(micros, 86_400_000_000)
-            return f"{_date(days)} {_clock(rest)}"
+            day, era = _date(days)
+            return f"{day} {_clock(rest)}{era}"
         return text.rstrip("0") if len(text) > 19 else text
 
     return conv
