@@ -129,3 +129,220 @@ def test_timestamp_to_timestamptz_and_back(pg_dsn: str, store_path: Path) -> Non
             "INSERT INTO s VALUES (3, now(), now(), now())",
         ],
     )
+
+
+@pytest.mark.xfail(strict=True, reason="review: evolve() takes a dropped+added column of the same name for a retype and re-reads old values into it")
+def test_drop_and_add_same_name_is_not_a_retype(pg_dsn: str, store_path: Path) -> None:
+    """DROP COLUMN a, ADD COLUMN a bigint: the old rows have a NULL, not the old value."""
+    _retype_case(
+        pg_dsn,
+        store_path,
+        ["CREATE TABLE s (id int PRIMARY KEY, a int)", "INSERT INTO s VALUES (1, 10), (2, 20)"],
+        ["ALTER TABLE s DROP COLUMN a, ADD COLUMN a bigint", "INSERT INTO s VALUES (3, 30)"],
+    )
+
+
+@pytest.mark.xfail(strict=True, reason="review: evolve() treats drop+add as a retype; the re-read overwrites the missing (default) value with the old one")
+def test_drop_and_add_same_name_with_default(pg_dsn: str, store_path: Path) -> None:
+    """DROP COLUMN a, ADD COLUMN a bigint DEFAULT 5: old rows read the default."""
+    _retype_case(
+        pg_dsn,
+        store_path,
+        ["CREATE TABLE s (id int PRIMARY KEY, a int)", "INSERT INTO s VALUES (1, 10), (2, 20)"],
+        ["ALTER TABLE s DROP COLUMN a, ADD COLUMN a bigint DEFAULT 5", "INSERT INTO s VALUES (3, 30)"],
+    )
+
+
+@pytest.mark.xfail(strict=True, reason="review: ADD COLUMN DEFAULT in the same ALTER as a retype: table rewritten, no attmissingval, old rows read NULL")
+def test_retype_with_add_and_drop(pg_dsn: str, store_path: Path) -> None:
+    _retype_case(
+        pg_dsn,
+        store_path,
+        [
+            "CREATE TABLE s (id int PRIMARY KEY, a int, b text, c varchar(3))",
+            "INSERT INTO s VALUES (1, 1, 'b', 'c'), (2, 2, null, 'cc')",
+        ],
+        [
+            "ALTER TABLE s ALTER COLUMN a TYPE bigint, DROP COLUMN b, ADD COLUMN d int DEFAULT 4,"
+            " ALTER COLUMN c TYPE varchar(10)",
+            "INSERT INTO s VALUES (3, 3, 'x', 5)",
+        ],
+        ["UPDATE s SET d = 6 WHERE id = 2", "DELETE FROM s WHERE id = 1"],
+    )
+
+
+def test_retype_with_add_and_drop_no_default(pg_dsn: str, store_path: Path) -> None:
+    _retype_case(
+        pg_dsn,
+        store_path,
+        [
+            "CREATE TABLE s (id int PRIMARY KEY, a int, b text, c varchar(3))",
+            "INSERT INTO s VALUES (1, 1, 'b', 'c'), (2, 2, null, 'cc')",
+        ],
+        [
+            "ALTER TABLE s ALTER COLUMN a TYPE bigint, DROP COLUMN b, ADD COLUMN d int,"
+            " ALTER COLUMN c TYPE varchar(10)",
+            "INSERT INTO s VALUES (3, 3, 'x', 5)",
+        ],
+        ["UPDATE s SET d = 6 WHERE id = 2", "DELETE FROM s WHERE id = 1"],
+    )
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "DELETE FROM s WHERE id = 2",
+        "UPDATE s SET id = 20 WHERE id = 2",
+        "UPDATE s SET a = 9 WHERE id = 2",
+        "TRUNCATE s",
+    ],
+)
+def test_retype_next_change_kinds(pg_dsn: str, store_path: Path, first: str) -> None:
+    """The change that brings the new relation is a delete, a key change or a TRUNCATE."""
+    _retype_case(
+        pg_dsn,
+        store_path,
+        [
+            "CREATE TABLE s (id int PRIMARY KEY, a int, n numeric(6,2))",
+            "ALTER TABLE s REPLICA IDENTITY FULL",
+            "INSERT INTO s SELECT g, g, g / 4.0 FROM generate_series(1, 5) g",
+        ],
+        ["ALTER TABLE s ALTER COLUMN id TYPE bigint, ALTER COLUMN n TYPE numeric(8,3)", first],
+        ["UPDATE s SET a = a + 100", "INSERT INTO s VALUES (99, 99, 9.5)", "UPDATE s SET id = id + 1000"],
+    )
+
+
+def test_retype_of_empty_table(pg_dsn: str, store_path: Path) -> None:
+    _retype_case(
+        pg_dsn,
+        store_path,
+        ["CREATE TABLE s (id int PRIMARY KEY, a int)"],
+        ["ALTER TABLE s ALTER COLUMN id TYPE text, ALTER COLUMN a TYPE numeric(5,1)", "INSERT INTO s VALUES ('k', 1.5)"],
+        ["UPDATE s SET a = 2"],
+    )
+
+
+def test_key_int_to_text_and_back(pg_dsn: str, store_path: Path) -> None:
+    conn = pg_connect(pg_dsn)
+    points = []
+    execute(pg_dsn, "CREATE TABLE s (id int PRIMARY KEY, a int)", "INSERT INTO s SELECT g, g FROM generate_series(1, 12) g")
+    with DuckDBStore(store_path, checkpoint_every=1) as store:
+        Capture(CaptureConfig(pg_dsn, once=True), store).run()
+    points.append((insert_lsn(conn), pg_state(conn, "public.s")))
+    execute(pg_dsn, "ALTER TABLE s ALTER COLUMN id TYPE text", "UPDATE s SET a = -1 WHERE id = '3'")
+    points.append((insert_lsn(conn), pg_state(conn, "public.s")))
+    with DuckDBStore(store_path, checkpoint_every=1) as store:
+        Capture(CaptureConfig(pg_dsn, once=True), store).run()
+    execute(
+        pg_dsn,
+        "UPDATE s SET id = '0' || id WHERE id = '4'",  # '04' does not read back as 4 in text
+        "ALTER TABLE s ALTER COLUMN id TYPE int USING id::int",
+        "UPDATE s SET a = -2 WHERE id = 5",
+    )
+    points.append((insert_lsn(conn), pg_state(conn, "public.s")))
+    execute(pg_dsn, "UPDATE s SET a = -3 WHERE id = 6", "DELETE FROM s WHERE id = 7")
+    points.append((insert_lsn(conn), pg_state(conn, "public.s")))
+    with DuckDBStore(store_path, checkpoint_every=1) as store:
+        status = Capture(CaptureConfig(pg_dsn, once=True), store).run()
+    with opened(store_path) as store:
+        for lsn, want in points:
+            _every_plan_same(store, "public.s", AtLsn(lsn), want)
+        ops = [v[3] for v in store.history("public.s", ["8"]).rows]
+        assert ops == ["snapshot", "snapshot", "snapshot"]
+        hist4 = list(store.history("public.s", ["4"]).rows)
+        assert [v[3] for v in hist4][:2] == ["snapshot", "snapshot"]
+    assert status.gaps == 0
+    conn.close()
+
+
+def test_retype_inside_streamed_transaction(pg_dsn: str, store_path: Path) -> None:
+    """A retype inside a transaction big enough to stream (64kB decoding budget)."""
+    _retype_case(
+        pg_dsn,
+        store_path,
+        [
+            "CREATE TABLE s (id int PRIMARY KEY, a int, pad text)",
+            "INSERT INTO s SELECT g, g, repeat('x', 50) FROM generate_series(1, 200) g",
+        ],
+        [
+            "BEGIN",
+            "INSERT INTO s SELECT g, g, repeat('y', 100) FROM generate_series(1000, 3000) g",
+            "ALTER TABLE s ALTER COLUMN a TYPE bigint, ALTER COLUMN id TYPE bigint",
+            "INSERT INTO s SELECT g, g * 4294967296, repeat('z', 100) FROM generate_series(5000, 7000) g",
+            "UPDATE s SET a = -a WHERE id % 7 = 0",
+            "COMMIT",
+        ],
+        ["UPDATE s SET pad = 'p' WHERE id < 100"],
+    )
+
+
+def _composite(pg_dsn: str, store_path: Path) -> tuple[object, list[tuple[int, TableState]]]:
+    conn = pg_connect(pg_dsn)
+    execute(
+        pg_dsn,
+        "CREATE TABLE s (a int, b int, v text, PRIMARY KEY (a, b))",
+        "INSERT INTO s SELECT g, 100 + g, 'v' || g FROM generate_series(1, 4) g",
+    )
+    with DuckDBStore(store_path, checkpoint_every=1) as store:
+        Capture(CaptureConfig(pg_dsn, once=True), store).run()
+    points = [(insert_lsn(conn), pg_state(conn, "public.s"))]
+    execute(pg_dsn, "ALTER TABLE s ALTER COLUMN a TYPE bigint", "UPDATE s SET v = 'w1' WHERE a = 1")
+    points.append((insert_lsn(conn), pg_state(conn, "public.s")))
+    execute(pg_dsn, "UPDATE s SET v = 'w2' WHERE a = 2")
+    points.append((insert_lsn(conn), pg_state(conn, "public.s")))
+    with DuckDBStore(store_path, checkpoint_every=1) as store:
+        status = Capture(CaptureConfig(pg_dsn, once=True), store).run()
+    assert status.gaps == 0
+    return conn, points
+
+
+def test_composite_key_one_column_retyped_asof(pg_dsn: str, store_path: Path) -> None:
+    conn, points = _composite(pg_dsn, store_path)
+    with opened(store_path) as store:
+        for lsn, want in points:
+            _every_plan_same(store, "public.s", AtLsn(lsn), want)
+    conn.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: key columns are in physical order; after retyping a, the key is (b, a) "
+    "and older generations are matched positionally with the values swapped",
+)
+def test_composite_key_one_column_retyped_history(pg_dsn: str, store_path: Path) -> None:
+    """Row (3, 103) was never changed: its history is its snapshot and the re-read, asked
+    in the key order the store reports (whatever it is)."""
+    conn, _ = _composite(pg_dsn, store_path)
+    with opened(store_path) as store:
+        order = store.tables()[0].key  # ('b', 'a') after the retype: questionable too
+        value = {"a": "3", "b": "103"}
+        rows = list(store.history("public.s", [value[k] for k in order]).rows)
+        assert [r[3] for r in rows] == ["snapshot", "snapshot"]
+    conn.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: _tx_rows/_states_before match every key column ever (the old one NULL "
+    "in new versions), so no before state is found after a key retype",
+)
+def test_tx_after_key_retype_has_before_images(pg_dsn: str, store_path: Path) -> None:
+    conn = pg_connect(pg_dsn)
+    execute(
+        pg_dsn,
+        "CREATE TABLE s (id int PRIMARY KEY, a int, v text)",
+        "INSERT INTO s SELECT g, g, 'v' || g FROM generate_series(1, 4) g",
+    )
+    capture_once(pg_dsn, store_path)
+    execute(pg_dsn, "ALTER TABLE s ALTER COLUMN id TYPE bigint", "UPDATE s SET a = 10 WHERE id = 1")
+    execute(pg_dsn, "UPDATE s SET a = 20 WHERE id = 2")
+    txid = int(scalar(conn, "SELECT xmin::text::bigint FROM s WHERE id = 2"))
+    assert capture_once(pg_dsn, store_path).gaps == 0
+    with opened(store_path) as store:
+        rows = list(store.tx(txid).rows)
+        assert len(rows) == 1
+        _, _, _, op, key, before, after, changed = rows[0]
+        assert op == "update" and changed == ["a"]
+        assert before == {"id": 2, "a": 2, "v": "v2"}
+        assert after == {"id": 2, "a": 20, "v": "v2"}
+    conn.close()
