@@ -490,3 +490,62 @@ def test_history_of_widened_numeric_key_by_value(pg_dsn: str, store_path: Path) 
     capture_once(pg_dsn, store_path)
     with opened(store_path) as store:
         assert [r[3] for r in store.history("public.s", ["2.5"]).rows] == ["snapshot"]
+
+
+def test_kill9_around_retypes(pg_dsn: str, store_path: Path, tmp_path: Path) -> None:
+    """Capture in a child killed -9 at random moments while retypes (in transactions split
+    across store writes) happen; afterwards every point equals PostgreSQL and no re-read is
+    stored twice."""
+    import os
+    import random
+    import signal
+    import time
+
+    from pgcap import capture_process
+
+    rng = random.Random(5)
+    conn = pg_connect(pg_dsn)
+    execute(
+        pg_dsn,
+        "CREATE TABLE s (id int PRIMARY KEY, a int, n numeric(8,2))",
+        "INSERT INTO s SELECT g, g, g / 3.0 FROM generate_series(1, 300) g",
+    )
+    types = ["bigint", "numeric(20,2)", "numeric(22,3)", "text", "numeric(30,1)"]
+    points = []
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    proc = capture_process(pg_dsn, store_path, once=False, spill_dir=spill, batch_size=7)
+    try:
+        for i, ty in enumerate(types):
+            time.sleep(rng.uniform(0.2, 0.8))
+            key = ", ALTER COLUMN id TYPE bigint" if i == 1 else ""
+            execute(
+                pg_dsn,
+                "BEGIN",
+                f"UPDATE s SET n = n + 1 WHERE id % 10 = {i}",
+                f"ALTER TABLE s ALTER COLUMN a TYPE {ty} USING a::{ty}{key}",
+                f"UPDATE s SET n = n * 2 WHERE id % 10 = {i + 1}",
+                "COMMIT",
+            )
+            points.append((insert_lsn(conn), pg_state(conn, "public.s")))
+            time.sleep(rng.uniform(0.05, 0.5))
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            proc = capture_process(pg_dsn, store_path, once=False, spill_dir=spill, batch_size=7)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert capture_once(pg_dsn, store_path).gaps == 0
+    with opened(store_path) as store:
+        for lsn, want in points:
+            _every_plan_same(store, "public.s", AtLsn(lsn), want)
+        t = store.table("public.s")
+        kc = ", ".join(f"c{c.phys}" for c in t.columns if c.key)
+        dupes = store.sql(
+            f"SELECT _lsn, {kc}, count(*) FROM {t.hist} WHERE _op = 0 AND _lsn > 0 "
+            f"GROUP BY ALL HAVING count(*) > 1 LIMIT 5"
+        )
+        assert dupes == []
+        ops = [r[3] for r in store.history("public.s", ["5"]).rows]
+        assert ops.count("snapshot") == 1 + len(types), ops
+    conn.close()
