@@ -16,8 +16,16 @@ from rowback.store.duckdb.store import DuckDBStore
 from rowback.when import AtLsn
 
 DEC = "org.apache.kafka.connect.data.Decimal"
-V1 = [field("id", "int32"), field("n", "int32"), field("p", "bytes", DEC, scale=2, connect_decimal_precision=10)]
-V2 = [field("id", "int64"), field("n", "int64"), field("p", "bytes", DEC, scale=3, connect_decimal_precision=12)]
+V1 = [
+    field("id", "int32"),
+    field("n", "int32"),
+    field("p", "bytes", DEC, scale=2, connect_decimal_precision=10),
+]
+V2 = [
+    field("id", "int64"),
+    field("n", "int64"),
+    field("p", "bytes", DEC, scale=3, connect_decimal_precision=12),
+]
 
 
 def _docs() -> list[object]:
@@ -29,9 +37,15 @@ def _docs() -> list[object]:
     before = {"id": 1, "n": 1, "p": decimal_b64(1500)}
     after = {"id": 1, "n": 2**40, "p": decimal_b64(1500)}
     docs.append(wrapped(event("u", after, before, txid=20, lsn=200), V2))
-    docs.append(wrapped(event("c", {"id": 4, "n": 4, "p": decimal_b64(4125)}, txid=21, lsn=210), V2))
+    docs.append(
+        wrapped(event("c", {"id": 4, "n": 4, "p": decimal_b64(4125)}, txid=21, lsn=210), V2)
+    )
     before = {"id": 2, "n": 2, "p": decimal_b64(2500)}  # untouched since the retype
-    docs.append(wrapped(event("u", {"id": 2, "n": 22, "p": decimal_b64(2500)}, before, txid=22, lsn=220), V2))
+    docs.append(
+        wrapped(
+            event("u", {"id": 2, "n": 22, "p": decimal_b64(2500)}, before, txid=22, lsn=220), V2
+        )
+    )
     return docs
 
 
@@ -59,7 +73,11 @@ def _check(store: DuckDBStore) -> None:
             assert got == want, (lsn, plan)
             assert [str(r[2]) for r in got] == [str(w[2]) for w in want], (lsn, plan)
     assert [h[3] for h in store.history("public.orders", ["3"]).rows] == ["insert", "snapshot"]
-    assert [h[3] for h in store.history("public.orders", ["2"]).rows] == ["insert", "snapshot", "update"]
+    assert [h[3] for h in store.history("public.orders", ["2"]).rows] == [
+        "insert",
+        "snapshot",
+        "update",
+    ]
 
 
 @pytest.mark.parametrize("how", ["file", "lines1", "lines100"])
@@ -73,7 +91,13 @@ def test_debezium_field_types_change_mid_file(tmp_path: Path, store_path: Path, 
         else:
             batch = 1 if how == "lines1" else 100
             report = ingest_lines(
-                store, read_lines(io.BytesIO(data)), "debezium", "mem", Decoder("debezium"), 1, batch=batch
+                store,
+                read_lines(io.BytesIO(data)),
+                "debezium",
+                "mem",
+                Decoder("debezium"),
+                1,
+                batch=batch,
             )
         assert (report.events, report.quarantined, report.gaps) == (6, 0, 0), report.gap_examples
         _check(store)

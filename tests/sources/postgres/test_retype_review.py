@@ -6,13 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pgcap import TableState, capture_once, execute, insert_lsn, opened, pg_connect, pg_state, scalar
+from pgcap import (
+    TableState,
+    capture_once,
+    execute,
+    insert_lsn,
+    opened,
+    pg_connect,
+    pg_state,
+    scalar,
+)
+from test_schema_changes import _every_plan_same
 
 from rowback.sources.postgres.capture import Capture, CaptureConfig
 from rowback.store.duckdb import DuckDBStore
 from rowback.when import AtLsn
-
-from test_schema_changes import _every_plan_same
 
 
 def _retype_case(
@@ -40,29 +48,32 @@ def _retype_case(
     return points, status
 
 
-@pytest.mark.xfail(strict=True, reason="review: re-read keeps bool output text t/f; PostgreSQL bool->text cast gives true/false")
 def test_bool_to_text(pg_dsn: str, store_path: Path) -> None:
     """PostgreSQL's bool -> text cast gives 'true'/'false', not the output form 't'/'f'."""
     _retype_case(
         pg_dsn,
         store_path,
-        ["CREATE TABLE s (id int PRIMARY KEY, b boolean)", "INSERT INTO s VALUES (1, true), (2, false)"],
+        [
+            "CREATE TABLE s (id int PRIMARY KEY, b boolean)",
+            "INSERT INTO s VALUES (1, true), (2, false)",
+        ],
         ["ALTER TABLE s ALTER COLUMN b TYPE text", "INSERT INTO s VALUES (3, 'x')"],
     )
 
 
-@pytest.mark.xfail(strict=True, reason="review: DuckDB's cast rounds half away from zero; PostgreSQL float8->int4 rounds half to even")
 def test_float_to_int_rounds_half_even(pg_dsn: str, store_path: Path) -> None:
     """float8 -> int rounds half to even in PostgreSQL (rint)."""
     _retype_case(
         pg_dsn,
         store_path,
-        ["CREATE TABLE s (id int PRIMARY KEY, f float8)", "INSERT INTO s VALUES (1, 2.5), (2, -0.5), (3, 3.5)"],
+        [
+            "CREATE TABLE s (id int PRIMARY KEY, f float8)",
+            "INSERT INTO s VALUES (1, 2.5), (2, -0.5), (3, 3.5)",
+        ],
         ["ALTER TABLE s ALTER COLUMN f TYPE int", "INSERT INTO s VALUES (4, 4)"],
     )
 
 
-@pytest.mark.xfail(strict=True, reason="review: re-read casts real text 0.1 to double 0.1; PostgreSQL gives 0.10000000149011612")
 def test_real_to_double(pg_dsn: str, store_path: Path) -> None:
     """real -> double precision widens the binary float, 0.1 becomes 0.100000001490116."""
     _retype_case(
@@ -73,19 +84,23 @@ def test_real_to_double(pg_dsn: str, store_path: Path) -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="review: json->jsonb re-read keeps unnormalized json text")
+@pytest.mark.xfail(
+    strict=True, reason="known limit: json -> jsonb keeps the json text (jsonb normalizes it)"
+)
 def test_json_to_jsonb(pg_dsn: str, store_path: Path) -> None:
     """json -> jsonb is an assignment cast (no USING); jsonb normalizes the text, the
     re-read keeps the json text as it was."""
     _retype_case(
         pg_dsn,
         store_path,
-        ["CREATE TABLE s (id int PRIMARY KEY, j json)", """INSERT INTO s VALUES (1, '{"b":1,  "a":2}')"""],
+        [
+            "CREATE TABLE s (id int PRIMARY KEY, j json)",
+            """INSERT INTO s VALUES (1, '{"b":1,  "a":2}')""",
+        ],
         ["ALTER TABLE s ALTER COLUMN j TYPE jsonb", "INSERT INTO s VALUES (2, '{}')"],
     )
 
 
-@pytest.mark.xfail(strict=True, reason="review: BC date -> timestamp re-read casts '... BC' date text with the TIMESTAMP BC cast (split_part 2 = 'BC'), reads NULL")
 def test_bc_date_to_timestamp(pg_dsn: str, store_path: Path) -> None:
     _retype_case(
         pg_dsn,
@@ -120,7 +135,8 @@ def test_timestamp_to_timestamptz_and_back(pg_dsn: str, store_path: Path) -> Non
         store_path,
         [
             "CREATE TABLE s (id int PRIMARY KEY, a timestamp, b timestamptz, c timestamp)",
-            "INSERT INTO s VALUES (1, '2020-01-01 10:00', '2020-01-01 10:00+05', '2020-03-04 05:06:07.5'),"
+            "INSERT INTO s VALUES (1, '2020-01-01 10:00', '2020-01-01 10:00+05', "
+            "'2020-03-04 05:06:07.5'),"
             " (2, '0044-03-15 10:00 BC', '0044-03-15 10:00+00 BC', 'infinity')",
         ],
         [
@@ -131,7 +147,9 @@ def test_timestamp_to_timestamptz_and_back(pg_dsn: str, store_path: Path) -> Non
     )
 
 
-@pytest.mark.xfail(strict=True, reason="review: evolve() takes a dropped+added column of the same name for a retype and re-reads old values into it")
+@pytest.mark.xfail(
+    strict=True, reason="known limit: DROP + ADD of one name without a default looks like a retype"
+)
 def test_drop_and_add_same_name_is_not_a_retype(pg_dsn: str, store_path: Path) -> None:
     """DROP COLUMN a, ADD COLUMN a bigint: the old rows have a NULL, not the old value."""
     _retype_case(
@@ -142,18 +160,23 @@ def test_drop_and_add_same_name_is_not_a_retype(pg_dsn: str, store_path: Path) -
     )
 
 
-@pytest.mark.xfail(strict=True, reason="review: evolve() treats drop+add as a retype; the re-read overwrites the missing (default) value with the old one")
 def test_drop_and_add_same_name_with_default(pg_dsn: str, store_path: Path) -> None:
     """DROP COLUMN a, ADD COLUMN a bigint DEFAULT 5: old rows read the default."""
     _retype_case(
         pg_dsn,
         store_path,
         ["CREATE TABLE s (id int PRIMARY KEY, a int)", "INSERT INTO s VALUES (1, 10), (2, 20)"],
-        ["ALTER TABLE s DROP COLUMN a, ADD COLUMN a bigint DEFAULT 5", "INSERT INTO s VALUES (3, 30)"],
+        [
+            "ALTER TABLE s DROP COLUMN a, ADD COLUMN a bigint DEFAULT 5",
+            "INSERT INTO s VALUES (3, 30)",
+        ],
     )
 
 
-@pytest.mark.xfail(strict=True, reason="review: ADD COLUMN DEFAULT in the same ALTER as a retype: table rewritten, no attmissingval, old rows read NULL")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit: ADD COLUMN DEFAULT in a rewriting ALTER leaves no missing value",
+)
 def test_retype_with_add_and_drop(pg_dsn: str, store_path: Path) -> None:
     _retype_case(
         pg_dsn,
@@ -208,7 +231,11 @@ def test_retype_next_change_kinds(pg_dsn: str, store_path: Path, first: str) -> 
             "INSERT INTO s SELECT g, g, g / 4.0 FROM generate_series(1, 5) g",
         ],
         ["ALTER TABLE s ALTER COLUMN id TYPE bigint, ALTER COLUMN n TYPE numeric(8,3)", first],
-        ["UPDATE s SET a = a + 100", "INSERT INTO s VALUES (99, 99, 9.5)", "UPDATE s SET id = id + 1000"],
+        [
+            "UPDATE s SET a = a + 100",
+            "INSERT INTO s VALUES (99, 99, 9.5)",
+            "UPDATE s SET id = id + 1000",
+        ],
     )
 
 
@@ -217,7 +244,10 @@ def test_retype_of_empty_table(pg_dsn: str, store_path: Path) -> None:
         pg_dsn,
         store_path,
         ["CREATE TABLE s (id int PRIMARY KEY, a int)"],
-        ["ALTER TABLE s ALTER COLUMN id TYPE text, ALTER COLUMN a TYPE numeric(5,1)", "INSERT INTO s VALUES ('k', 1.5)"],
+        [
+            "ALTER TABLE s ALTER COLUMN id TYPE text, ALTER COLUMN a TYPE numeric(5,1)",
+            "INSERT INTO s VALUES ('k', 1.5)",
+        ],
         ["UPDATE s SET a = 2"],
     )
 
@@ -225,7 +255,11 @@ def test_retype_of_empty_table(pg_dsn: str, store_path: Path) -> None:
 def test_key_int_to_text_and_back(pg_dsn: str, store_path: Path) -> None:
     conn = pg_connect(pg_dsn)
     points = []
-    execute(pg_dsn, "CREATE TABLE s (id int PRIMARY KEY, a int)", "INSERT INTO s SELECT g, g FROM generate_series(1, 12) g")
+    execute(
+        pg_dsn,
+        "CREATE TABLE s (id int PRIMARY KEY, a int)",
+        "INSERT INTO s SELECT g, g FROM generate_series(1, 12) g",
+    )
     with DuckDBStore(store_path, checkpoint_every=1) as store:
         Capture(CaptureConfig(pg_dsn, once=True), store).run()
     points.append((insert_lsn(conn), pg_state(conn, "public.s")))
@@ -268,7 +302,8 @@ def test_retype_inside_streamed_transaction(pg_dsn: str, store_path: Path) -> No
             "BEGIN",
             "INSERT INTO s SELECT g, g, repeat('y', 100) FROM generate_series(1000, 3000) g",
             "ALTER TABLE s ALTER COLUMN a TYPE bigint, ALTER COLUMN id TYPE bigint",
-            "INSERT INTO s SELECT g, g * 4294967296, repeat('z', 100) FROM generate_series(5000, 7000) g",
+            "INSERT INTO s SELECT g, g * 4294967296, repeat('z', 100) "
+            "FROM generate_series(5000, 7000) g",
             "UPDATE s SET a = -a WHERE id % 7 = 0",
             "COMMIT",
         ],
@@ -304,11 +339,6 @@ def test_composite_key_one_column_retyped_asof(pg_dsn: str, store_path: Path) ->
     conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: key columns are in physical order; after retyping a, the key is (b, a) "
-    "and older generations are matched positionally with the values swapped",
-)
 def test_composite_key_one_column_retyped_history(pg_dsn: str, store_path: Path) -> None:
     """Row (3, 103) was never changed: its history is its snapshot and the re-read, asked
     in the key order the store reports (whatever it is)."""
@@ -321,11 +351,6 @@ def test_composite_key_one_column_retyped_history(pg_dsn: str, store_path: Path)
     conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: _tx_rows/_states_before match every key column ever (the old one NULL "
-    "in new versions), so no before state is found after a key retype",
-)
 def test_tx_after_key_retype_has_before_images(pg_dsn: str, store_path: Path) -> None:
     conn = pg_connect(pg_dsn)
     execute(
@@ -352,7 +377,10 @@ def test_nan_arrives_with_the_retype(pg_dsn: str, store_path: Path) -> None:
     _retype_case(
         pg_dsn,
         store_path,
-        ["CREATE TABLE s (id int PRIMARY KEY, n int, m numeric(6,2))", "INSERT INTO s VALUES (1, 1, 1.5), (2, null, 2)"],
+        [
+            "CREATE TABLE s (id int PRIMARY KEY, n int, m numeric(6,2))",
+            "INSERT INTO s VALUES (1, 1, 1.5), (2, null, 2)",
+        ],
         [
             "ALTER TABLE s ALTER COLUMN n TYPE numeric(10,2), ALTER COLUMN m TYPE numeric(8,3)",
             "INSERT INTO s VALUES (3, 'NaN', 'NaN')",
@@ -362,11 +390,6 @@ def test_nan_arrives_with_the_retype(pg_dsn: str, store_path: Path) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a widened (NaN) key retyped to numeric(12,4) keeps its old text 4.00 "
-    "(head_value TRY_CASTs text to VARCHAR), so later changes keyed 4.0000 make a second row",
-)
 def test_retype_of_widened_numeric_key(pg_dsn: str, store_path: Path) -> None:
     _retype_case(
         pg_dsn,
@@ -380,9 +403,7 @@ def test_retype_of_widened_numeric_key(pg_dsn: str, store_path: Path) -> None:
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="review: a widened timestamp (year 294270) retyped to timestamptz keeps the "
-    "timestamp text, without +00",
+    strict=True, reason="known limit: a widened timestamp retyped to timestamptz keeps its text"
 )
 def test_retype_of_widened_timestamp(pg_dsn: str, store_path: Path) -> None:
     _retype_case(
@@ -462,7 +483,10 @@ def test_infinite_and_bc_timestamp_keys(pg_dsn: str, store_path: Path) -> None:
     with opened(store_path) as store:
         for lsn, want in (p0, p1, p2):
             _every_plan_same(store, "public.s", AtLsn(lsn), want)
-        assert [r[3] for r in store.history("public.s", ["infinity"]).rows] == ["snapshot", "update"]
+        assert [r[3] for r in store.history("public.s", ["infinity"]).rows] == [
+            "snapshot",
+            "update",
+        ]
         assert [r[3] for r in store.history("public.s", ["0100-01-01 12:00:00 BC"]).rows] == [
             "snapshot",
             "delete",
@@ -473,9 +497,7 @@ def test_infinite_and_bc_timestamp_keys(pg_dsn: str, store_path: Path) -> None:
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="review: once NaN widens a numeric key to text, history matches the key as text "
-    "('2.5' no longer finds key 2.50; it did before the widening)",
+    strict=True, reason="known limit: a widened numeric key matches as text in history"
 )
 def test_history_of_widened_numeric_key_by_value(pg_dsn: str, store_path: Path) -> None:
     execute(
@@ -551,18 +573,14 @@ def test_kill9_around_retypes(pg_dsn: str, store_path: Path, tmp_path: Path) -> 
     conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: timestamp -> timestamp(0) rounds fractional seconds in PostgreSQL; the "
-    "re-read keeps them (typmod ignored by physical())",
-)
 def test_timestamp_precision_reduced(pg_dsn: str, store_path: Path) -> None:
     _retype_case(
         pg_dsn,
         store_path,
         [
             "CREATE TABLE s (id int PRIMARY KEY, t timestamp, z timestamptz, h time)",
-            "INSERT INTO s VALUES (1, '2020-01-01 10:00:00.6', '2020-01-01 10:00:00.123456+00', '10:00:00.75')",
+            "INSERT INTO s VALUES (1, '2020-01-01 10:00:00.6', "
+            "'2020-01-01 10:00:00.123456+00', '10:00:00.75')",
         ],
         [
             "ALTER TABLE s ALTER COLUMN t TYPE timestamp(0), ALTER COLUMN z TYPE timestamptz(2),"

@@ -207,7 +207,9 @@ def evolve(
             new.missing = c.missing
             con.execute("INSERT INTO _rb_missing VALUES (?, ?, ?)", [table.id, new.phys, c.missing])
             con.execute(f"UPDATE {table.head} SET c{new.phys} = ?", [c.missing])
-        if c.name in dropped and not new_table:
+        # a column PostgreSQL gave a stored default (attmissingval) was added, not retyped:
+        # ALTER ... TYPE rewrites the table, which leaves no missing value
+        if c.name in dropped and not new_table and c.missing is None:
             retyped.append((dropped[c.name], new))
     table._layouts.clear()
     table._schemas.clear()

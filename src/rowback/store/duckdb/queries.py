@@ -228,7 +228,17 @@ def _key_generations(t: Table) -> list[list[PhysColumn]]:
     """The sets of key columns the table has had (more than one after a key was retyped)."""
     starts = sorted({c.added_pos for c in t.columns if c.key})
     gens = [[c for c in t.columns if c.key and c.alive_at(p)] for p in starts]
+    # in today's key order (a retyped key column moves to the end of the physical order)
+    names = [c.name for c in t.key_columns]
+    gens = [sorted(g, key=lambda c: names.index(c.name) if c.name in names else 99) for g in gens]
     return [g for i, g in enumerate(gens) if g and g not in gens[:i]]
+
+
+def _keys_at(t: Table, pos: int) -> list[PhysColumn]:
+    """The key columns of versions at ``pos``, in today's key order."""
+    names = [c.name for c in t.key_columns]
+    alive = [c for c in t.columns if c.key and c.alive_at(pos)] or t.key_columns
+    return sorted(alive, key=lambda c: names.index(c.name) if c.name in names else 99)
 
 
 def pos_range(
@@ -292,12 +302,11 @@ def _tx_rows(
     if not rows:
         return []
     folder = _Folder(t, con)
-    keys = [c for c in t.columns if c.key]
     states = _states_before(con, t, rows, lo, folder.base + len(t.columns))
     out = []
     for r in rows:
         op, key, written = folder.decode(r)
-        k = tuple(r[folder.base + c.phys] for c in keys)
+        k = tuple(r[folder.base + c.phys] for c in _keys_at(t, r[0]))
         before, after = folder.step(states.get(k), op, written, r[0])
         if op is Op.TRUNCATE:
             before, key = None, {}
@@ -318,13 +327,20 @@ def _states_before(
 ) -> dict[tuple[Any, ...], Row | None]:
     """Full rows just before position ``lo`` for every key the versions in ``rows`` (key
     texts from column ``texts`` on) touch, keyed as those rows give their keys."""
-    keys = [c for c in t.columns if c.key]
-    wanted = {tuple(r[texts : texts + len(keys)]) for r in rows if r[4] != Op.TRUNCATE}
+    every = [c for c in t.columns if c.key]  # the key texts are of these, in this order
+    b = lo - 1
+    keys = _keys_at(t, b)  # the key the state before has (older than a retype in ``rows``)
+    names = [c.name for c in keys]
+    wanted = set()
+    for r in rows:
+        if r[4] == Op.TRUNCATE:
+            continue
+        text = {c.name: r[texts + i] for i, c in enumerate(every) if c.alive_at(r[0])}
+        wanted.add(tuple(text.get(n) for n in names))
     if not wanted:
         return {}
-    b = lo - 1
     cols = [c for c in t.columns if c.alive_at(b)]
-    order = [c for c in cols if c.key] + [c for c in cols if not c.key]
+    order = keys + [c for c in cols if not c.key]
     # the state just before the transaction: the nearest checkpoint's rows for these keys
     # plus their versions since, folded in SQL, instead of replaying all earlier versions
     cp = states.checkpoint_at(t, b, keys)

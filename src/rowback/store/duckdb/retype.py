@@ -17,6 +17,7 @@ invisible in the WAL; rows whose old value does not cast are counted as gaps.
 from __future__ import annotations
 
 import contextlib
+import re
 
 import duckdb
 
@@ -24,27 +25,58 @@ from rowback.model import Op, WriteStats
 from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table, first, widen
 from rowback.store.duckdb.types import physical
 
-# the types whose ``Physical.text`` is PostgreSQL's own text; others keep the text they had
-_TEXT_AS_POSTGRES = ("SMALLINT", "INTEGER", "BIGINT", "DECIMAL", "DATE", "TIMESTAMP")
+_INTEGERS = ("SMALLINT", "INTEGER", "BIGINT")
+_TYPMOD = re.compile(r"\((\d+)\)")
+
+
+def _rounded(value: str, duck: str, pg_type: str) -> str:
+    """``value`` (of DuckDB type ``duck``) rounded to ``pg_type``'s fraction digits, as
+    PostgreSQL rounds a time to a typmod: half away from zero."""
+    m = _TYPMOD.search(pg_type)
+    if m is None or int(m.group(1)) >= 6 or duck not in ("TIMESTAMP", "TIMESTAMPTZ", "TIME"):
+        return value
+    step = 10 ** (6 - int(m.group(1)))
+    us = f"epoch_us({value})"
+    near = f"sign({us}) * ((abs({us}) + {step // 2}) // {step}) * {step}"
+    if duck == "TIME":  # 23:59:59.9 rounds to 24:00:00, which DuckDB's TIME cannot hold
+        return f"CASE WHEN {near} < 86400000000 THEN TIME '00:00:00' + to_microseconds({near}) END"
+    return f"{'make_timestamptz' if duck == 'TIMESTAMPTZ' else 'make_timestamp'}({near})"
+
+
+def converted(old: PhysColumn, new: PhysColumn) -> tuple[str, str]:
+    """SQL for the value of ``new`` (typed in its type before any widening) and for its
+    PostgreSQL text, from the head's value of ``old`` (typed keys, other values as text),
+    converted as PostgreSQL's default cast does; NULL where it does not convert."""
+    src = f"c{old.phys}"
+    was = old.physical
+    typed_old = src if old.key else f"TRY({was.cast(src)})"
+    text_old = was.text(src) if old.key else src  # PostgreSQL's text of the old value
+    base = physical(new.pg_type)
+    if base.duck in ("VARCHAR", "BLOB"):
+        # text of the old type's output, except where its cast to text differs
+        text = f"CAST({typed_old} AS VARCHAR)" if was.duck == "BOOLEAN" else text_old
+        return text, text
+    if was.duck in ("VARCHAR", "BLOB"):
+        value = f"TRY({base.cast(text_old)})"
+    elif was.duck in ("FLOAT", "DOUBLE") and base.duck in _INTEGERS:
+        value = f"TRY_CAST(round_even({typed_old}, 0) AS {base.duck})"  # PostgreSQL's rint
+    else:
+        value = f"TRY_CAST({typed_old} AS {base.duck})"
+    value = _rounded(value, base.duck, new.pg_type)
+    if base.duck == "BOOLEAN":
+        text = f"CASE WHEN {value} THEN 't' WHEN NOT {value} THEN 'f' END"
+    else:
+        text = base.text(value)
+    beyond = base.overflow(text_old)  # NaN and the like, kept as text by a widened column
+    if beyond is not None and was.duck == "VARCHAR":
+        text = f"CASE WHEN {beyond} THEN {text_old} ELSE {text} END"
+    return value, text
 
 
 def head_value(old: PhysColumn, new: PhysColumn) -> str:
-    """SQL for the head's value of ``new`` from the head's value of ``old`` (the head keeps
-    keys typed and other values as PostgreSQL text), NULL when it does not convert."""
-    src = f"c{old.phys}"
-    if new.key:
-        return f"TRY_CAST({src} AS {new.physical.duck})"
-    if old.key:
-        src = f"CAST({src} AS VARCHAR)"
-    base = physical(new.pg_type)  # the column's type before any widening
-    if base.duck in ("VARCHAR", "BLOB"):
-        return src
-    typed = f"TRY({base.cast(src)})"
-    beyond = base.overflow(src)  # kept as text by a widened column
-    keep = f"WHEN {beyond} THEN {src} " if beyond is not None else ""
-    if base.duck.startswith(_TEXT_AS_POSTGRES):
-        return f"CASE {keep}ELSE {base.text(typed)} END" if keep else base.text(typed)
-    return f"CASE {keep}WHEN {typed} IS NOT NULL THEN {src} END"
+    """SQL for the head's value of ``new`` from the head's value of ``old``."""
+    value, text = converted(old, new)
+    return value if new.key and not new.widened else text
 
 
 def reread(
