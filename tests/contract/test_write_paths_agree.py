@@ -151,3 +151,44 @@ def batch_of(changes: list[Change]) -> ChangeBatch:
         tuple(column([r[i] for r in before], pa.string()) for i in range(n)) if any(has) else None,
         column(has, pa.bool_()) if any(has) else None,
     )
+
+
+def test_heads_without_value_hashes(tmp_path: Path) -> None:
+    """A head written before ``_h`` existed gets it on open; a stale ``_h`` only costs the
+    exact path: history, head and gaps come out as from a store that always had it."""
+    rows = [
+        Change(T, Op.INSERT, (str(k),), [str(k), "a", "1.00", None], None, k, k, k, 1)
+        for k in range(5)
+    ]
+    later = [
+        Change(
+            T,
+            Op.UPDATE,
+            (str(k),),
+            [str(k), "b", "1.00", None],
+            [str(k), "a", "1.00", None],
+            9,
+            9,
+            9,
+            1,
+        )
+        for k in range(5)
+    ]
+    stores = []
+    for name, damage in (
+        ("kept", None),
+        ("old", "ALTER TABLE s_1 DROP COLUMN _h"),
+        ("stale", "UPDATE s_1 SET _h = 7"),
+    ):
+        with DuckDBStore(tmp_path / name) as s:
+            s.write_batch(batch_of(rows), "s", {"at": 0})
+            if damage:
+                s.sql(damage)
+        s = DuckDBStore(tmp_path / name)
+        assert s.write_batch(batch_of(later), "s", {"at": 1}).gaps == 0
+        stores.append(s)
+    head = "SELECT _pos, _h, c0, c1, c2, c3 FROM s_1 ORDER BY ALL"  # _h last in an old head
+    for q in ("SELECT * EXCLUDE (_ts) FROM h_1 ORDER BY _pos", head):
+        assert stores[0].sql(q) == stores[1].sql(q) == stores[2].sql(q)
+    for s in stores:
+        s.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pgcap import assert_same, capture_once, execute, insert_lsn, opened, pg_connect, pg_state
 
+from rowback.store.duckdb import catalog
 from rowback.when import AtLsn
 
 DDL = (
@@ -68,6 +69,8 @@ def test_full_identity_reports_a_history_that_disagrees(pg_dsn: str, store_path:
         t = store.table("public.full_t")
         amount = next(c for c in t.columns if c.name == "amount")
         store.sql(f"UPDATE {t.head} SET c{amount.phys} = '99.00' WHERE c0 IN ('2', '3')")
+        # ... and its hash of the row's values, as the store would have it (catalog.digest)
+        catalog.rehash(store._con, t, tuple(c.phys for c in t.alive))
     execute(
         pg_dsn, "UPDATE full_t SET flag = false WHERE id < 3", "DELETE FROM full_t WHERE id = 3"
     )

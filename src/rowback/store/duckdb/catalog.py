@@ -7,7 +7,8 @@ Every captured table gets two DuckDB tables:
   NULL differs from "unchanged"), and ``_pos`` (the store's global order), ``_lsn``,
   ``_seq``, ``_txid``, ``_ts``, ``_op``;
 - ``s_<id>``, its head: the current row per key as PostgreSQL text (typed key), to diff the
-  next change, fill TOAST-unchanged values, and answer recent as-of queries backwards;
+  next change, fill TOAST-unchanged values, and answer recent as-of queries backwards,
+  with a hash of its values (``_h``, see ``digest``) that bulk writes compare with;
 - ``k_<id>``, its checkpoints (``checkpoints.py``): the whole table, typed, as of a few
   store positions, so older states fold only the history since the nearest one.
 
@@ -244,6 +245,22 @@ def widen(con: duckdb.DuckDBPyConnection, table: Table, cols: list[PhysColumn]) 
         c.widened = True
 
 
+def digest(table: Table, layout: tuple[int, ...], prefix: str = "c") -> str:
+    """SQL hashing a row's values (not its key) in ``layout``'s order. The head keeps it
+    per row (``_h``), so a bulk write compares before images with the head's rows without
+    reading their values: reading every value column of the head for each batch was most
+    of a bulk write's diff. A stale or missing ``_h`` only sends the batch down the exact
+    path that compares values (``vector._work_sql``)."""
+    values = [p for p in layout if not table.columns[p].key]
+    return f"hash({', '.join(f'{prefix}{p}' for p in values)})" if values else "NULL::UBIGINT"
+
+
+def rehash(con: duckdb.DuckDBPyConnection, table: Table, layout: tuple[int, ...]) -> None:
+    """Recompute the head's ``_h`` for ``layout`` (after a schema change, or for a head
+    written before ``_h`` existed)."""
+    con.execute(f"UPDATE {table.head} SET _h = {digest(table, layout)}")
+
+
 def create(con: duckdb.DuckDBPyConnection, table_id: int, schema: TableSchema, pos: int) -> Table:
     """Register a new captured table and create its history and head tables."""
     t = Table(table_id, schema.source, schema.schema, schema.name, pos)
@@ -255,7 +272,7 @@ def create(con: duckdb.DuckDBPyConnection, table_id: int, schema: TableSchema, p
         f"CREATE TABLE {t.hist} (_pos UBIGINT, _lsn UBIGINT, _seq UINTEGER, _txid UBIGINT, "
         "_ts TIMESTAMPTZ, _op UTINYINT, _m0 UBIGINT)"
     )
-    con.execute(f"CREATE TABLE {t.head} (_pos UBIGINT)")
+    con.execute(f"CREATE TABLE {t.head} (_pos UBIGINT, _h UBIGINT)")
     evolve(con, t, schema, pos, new_table=True)
     return t
 

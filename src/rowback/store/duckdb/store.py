@@ -73,8 +73,25 @@ class DuckDBStore:
         except duckdb.CatalogException:
             self._tables = {}
         self._by_name = {(t.source, t.schema, t.name): t for t in self._tables.values()}
+        if not self.read_only:
+            self._upgrade_heads()
         got = first(self._con.execute("SELECT v FROM _rb_meta WHERE k = 'next_pos'").fetchall())
         self._next_pos = int(got[0]) if got else 1
+
+    def _upgrade_heads(self) -> None:
+        """Give heads written before ``_h`` existed their value hashes (``catalog.digest``),
+        taking today's columns in physical order for the layout."""
+        have = {
+            r[0]
+            for r in self._con.execute(
+                "SELECT table_name FROM duckdb_columns() "
+                "WHERE column_name = '_h' AND database_name = current_database()"
+            ).fetchall()
+        }
+        for t in self._tables.values():
+            if t.head not in have:
+                self._con.execute(f"ALTER TABLE {t.head} ADD COLUMN _h UBIGINT")
+                catalog.rehash(self._con, t, tuple(c.phys for c in t.alive))
 
     # -- writing ---------------------------------------------------------------------
 
@@ -171,6 +188,7 @@ class DuckDBStore:
                 used = retype.reread(self._con, table, retyped, pos, lsn, txid, commit_us, stats)
             layout = table.layout(schema)
             assert layout is not None
+            catalog.rehash(self._con, table, layout)  # the values hashed have changed
         return table, layout, used
 
     def _flush(
@@ -184,7 +202,7 @@ class DuckDBStore:
             prev, rowids = fetch_head(self._con, table, keys)
             batch, touched, cleared = diff_changes(table, items, prev, stats)
             batch.insert(self._con)
-            write_head(self._con, table, touched, rowids, cleared)
+            write_head(self._con, table, touched, rowids, cleared, items[0][2])
         checkpoints.count(self._con, table, items)
 
     def _record(

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rowback.model import Change, ChangeBatch, Op, Text, WriteStats
+from rowback.store.duckdb import catalog
 from rowback.store.duckdb.catalog import MASK_BITS, Table, first, unregister
 from rowback.store.duckdb.widening import check_input
 
@@ -128,7 +129,7 @@ def apply_input(
         if not fast:
             con.execute(_work_sql(table, layout, with_before))
         _insert_history(con, table, ordered=fast)
-        _replace_head(con, table, last_marked=fast)
+        _replace_head(con, table, layout, last_marked=fast)
         if with_before and not fast:
             _count_gaps(con, table, stats)
     finally:
@@ -157,7 +158,7 @@ def _diff_by_before(con: duckdb.DuckDBPyConnection, table: Table, layout: tuple[
     join_on = " AND ".join(f"x.{k} = hd.{k}" for k in kn)
 
     def digest(prefix: str) -> str:
-        return f"hash({', '.join(f'{prefix}{p}' for p in values)})"
+        return catalog.digest(table, layout, prefix)
 
     changed = " + ".join(
         f"CASE WHEN c{p} IS DISTINCT FROM b{p} THEN {1 << p}::UBIGINT ELSE 0 END" for p in values
@@ -168,7 +169,7 @@ WITH b AS (SELECT _pos, _op, _hasb, {kcast}, {digest("c")} AS _ha,
                   CASE WHEN _hasb THEN {digest("b")} END AS _hb,
                   CASE WHEN _hasb THEN {changed} END AS _mb FROM _rb_in),
 hd AS (SELECT s.rowid AS _rid, {", ".join(f"s.c{c.phys} AS _k{j}" for j, c in enumerate(keys))},
-              {digest("s.c")} AS _hh
+              s._h AS _hh
        FROM {table.head} s SEMI JOIN b ON {on_head}),
 x AS (SELECT b.*, row_number() OVER w = 1 AS _first, lag(_op) OVER w AS _pop,
              lag(_ha) OVER w AS _pha, lead(_pos) OVER w IS NULL AS _last
@@ -270,7 +271,12 @@ def _insert_history(con: duckdb.DuckDBPyConnection, table: Table, ordered: bool 
     )
 
 
-def _replace_head(con: duckdb.DuckDBPyConnection, table: Table, last_marked: bool = False) -> None:
+def _replace_head(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    layout: tuple[int, ...],
+    last_marked: bool = False,
+) -> None:
     """Replace head rows by each key's last version in ``_rb_w`` (``last_marked``: the
     rows with ``_last`` set)."""
     con.execute(
@@ -289,7 +295,8 @@ def _replace_head(con: duckdb.DuckDBPyConnection, table: Table, last_marked: boo
         f"row_number() OVER (PARTITION BY {kn} ORDER BY _pos DESC) = 1"
     )
     con.execute(
-        f"INSERT INTO {table.head} (_pos, {cols}) SELECT _pos, {vals} FROM ({last}) "
+        f"INSERT INTO {table.head} (_pos, _h, {cols}) "
+        f"SELECT _pos, {catalog.digest(table, layout)}, {vals} FROM ({last}) "
         f"WHERE _op <> {Op.DELETE}"
     )
 

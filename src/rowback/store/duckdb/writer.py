@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from rowback.model import Change, Op, Text, WriteStats
-from rowback.store.duckdb.catalog import MASK_BITS, Table, unregister
+from rowback.store.duckdb.catalog import MASK_BITS, Table, digest, unregister
 
 Key = tuple[Text, ...]
 
@@ -115,6 +115,7 @@ def write_head(
     rows: dict[Key, tuple[int, list[Text] | None]],
     rowids: list[int],
     cleared: bool,
+    layout: tuple[int, ...],
 ) -> None:
     """Replace the head rows of every touched key (all of them after a TRUNCATE)."""
     if cleared:
@@ -136,9 +137,10 @@ def write_head(
     exprs = ["_pos"] + [
         table.columns[p].physical.cast(f"c{p}") if p in keyed else f"c{p}" for p in range(n)
     ]
+    exprs.append(digest(table, layout))  # over the text, as the columns are still here
     con.register("_rb_rows", pa.table(arrays))
     try:
-        cols = ", ".join(arrays)
+        cols = ", ".join([*arrays, "_h"])
         con.execute(f"INSERT INTO {table.head} ({cols}) SELECT {', '.join(exprs)} FROM _rb_rows")
     finally:
         unregister(con, "_rb_rows")
