@@ -42,6 +42,9 @@ class Column:
     missing: str | None = None
     """The value rows older than the column have without holding it: PostgreSQL's
     ``ADD COLUMN … DEFAULT x`` rewrites no row and sends no change for them."""
+    number: int | None = None
+    """PostgreSQL's column number (``attnum``), None where the source has none. A retyped
+    column keeps it; ``DROP COLUMN a, ADD COLUMN a …`` gives ``a`` a new one."""
 
 
 @dataclass(frozen=True, slots=True)

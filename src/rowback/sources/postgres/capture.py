@@ -94,7 +94,11 @@ class Capture:
         self.conn.autocommit = True
         self.cat = SourceCatalog(self.conn, config.source)
         self.decoder = Decoder(
-            config.source, self.cat.type_name, self.cat.key_columns, self.cat.missing_values
+            config.source,
+            self.cat.type_name,
+            self.cat.key_columns,
+            self.cat.missing_values,
+            self.cat.column_numbers,
         )
         self.pending: list[Change] = []
         self.position: dict[str, Any] = {}

@@ -18,6 +18,7 @@ from rowback.sources.postgres import pgoutput as po
 TypeName = Callable[[int, int], str]
 KeyNames = Callable[[int], set[str]]
 MissingValues = Callable[[int], dict[str, str]]
+ColumnNumbers = Callable[[int], dict[str, int]]
 
 
 class Decoder:
@@ -29,11 +30,13 @@ class Decoder:
         type_name: TypeName,
         key_names: KeyNames,
         missing_values: MissingValues | None = None,
+        column_numbers: ColumnNumbers | None = None,
     ) -> None:
         self.source = source
         self.type_name = type_name
         self.key_names = key_names
         self.missing_values = missing_values
+        self.column_numbers = column_numbers
         self.relations: dict[int, TableSchema] = {}
         self.skip_before: dict[str, int] = {}
         """Per ``schema.table``: drop changes committed before this LSN (its snapshot)."""
@@ -55,8 +58,9 @@ class Decoder:
             return
         # a new version: ask which columns rows older than them read as a default
         missing = self.missing_values(msg.relid) if self.missing_values else {}
+        numbers = self.column_numbers(msg.relid) if self.column_numbers else {}
         cols = tuple(
-            Column(c.name, c.type, c.key, missing[c.name]) if c.name in missing else c for c in cols
+            Column(c.name, c.type, c.key, missing.get(c.name), numbers.get(c.name)) for c in cols
         )
         target[msg.relid] = TableSchema(self.source, msg.namespace, msg.name, cols)
 

@@ -30,7 +30,7 @@ ORDER BY 1, 2
 
 _COLUMNS = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod),
-       coalesce(a.attnum = ANY(i.indkey), false)
+       coalesce(a.attnum = ANY(i.indkey), false), a.attnum
 FROM pg_attribute a
 LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
 WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
@@ -87,11 +87,23 @@ class SourceCatalog:
         if not reg or reg[0][0] is None:
             raise RowbackError(f"table {name} does not exist on the source")
         cols = self.query(_COLUMNS, [reg[0][0]])
-        if not any(key for _, _, key in cols):
+        if not any(key for _, _, key, _ in cols):
             raise RowbackError(f"table {name} has no primary key: Rowback needs one to track rows")
         return TableSchema(
-            self.source, schema, table, tuple(Column(n, t, bool(k)) for n, t, k in cols)
+            self.source,
+            schema,
+            table,
+            tuple(Column(n, t, bool(k), number=int(a)) for n, t, k, a in cols),
         )
+
+    def column_numbers(self, relid: int) -> dict[str, int]:
+        """Each live column's ``attnum``: name -> number."""
+        rows = self.query(
+            "SELECT attname, attnum FROM pg_attribute "
+            "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped",
+            [relid],
+        )
+        return {str(n): int(a) for n, a in rows}
 
     def missing_values(self, relid: int) -> dict[str, str]:
         """Columns whose value in rows older than them is not stored in those rows (``ADD

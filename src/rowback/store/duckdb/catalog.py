@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS _rb_tx (
     pos_lo UBIGINT, pos_hi UBIGINT, lsn UBIGINT, txid UBIGINT, ts TIMESTAMPTZ, source VARCHAR);
 CREATE TABLE IF NOT EXISTS _rb_checkpoints (table_id INTEGER, pos UBIGINT, rows UBIGINT);
 CREATE TABLE IF NOT EXISTS _rb_missing (table_id INTEGER, phys INTEGER, value VARCHAR);
+CREATE TABLE IF NOT EXISTS _rb_numbers (table_id INTEGER, phys INTEGER, number INTEGER);
 CREATE TABLE IF NOT EXISTS _rb_widened (table_id INTEGER, phys INTEGER);
 CREATE TABLE IF NOT EXISTS _rb_quarantine (
     id BIGINT, source VARCHAR, location VARCHAR, line BIGINT, error VARCHAR, raw BLOB,
@@ -77,6 +78,8 @@ class PhysColumn:
     saying so (``Column.missing``); a fold that finds no version writing it gives this."""
     widened: bool = False
     """Held as PostgreSQL text since a value its DuckDB type cannot hold arrived."""
+    number: int | None = None
+    """The source's column number (``Column.number``), when it has them."""
 
     @property
     def physical(self) -> Physical:
@@ -208,10 +211,16 @@ def evolve(
             new.missing = c.missing
             con.execute("INSERT INTO _rb_missing VALUES (?, ?, ?)", [table.id, new.phys, c.missing])
             con.execute(f"UPDATE {table.head} SET c{new.phys} = ?", [c.missing])
-        # a column PostgreSQL gave a stored default (attmissingval) was added, not retyped:
-        # ALTER ... TYPE rewrites the table, which leaves no missing value
-        if c.name in dropped and not new_table and c.missing is None:
-            retyped.append((dropped[c.name], new))
+        if c.number is not None:
+            new.number = c.number
+            con.execute("INSERT INTO _rb_numbers VALUES (?, ?, ?)", [table.id, new.phys, c.number])
+        # A column PostgreSQL gave a stored default (attmissingval) was added, not retyped:
+        # ALTER ... TYPE rewrites the table, which leaves no missing value. Nor was one with
+        # another column number: DROP COLUMN a, ADD COLUMN a ... gives it a new one.
+        old = dropped.get(c.name)
+        if old is not None and not new_table and c.missing is None:
+            if old.number is None or c.number is None or old.number == c.number:
+                retyped.append((old, new))
     table._layouts.clear()
     table._schemas.clear()
     return retyped
@@ -298,6 +307,13 @@ def load(con: duckdb.DuckDBPyConnection) -> dict[int, Table]:
     for tid, phys, value in missing:
         if tid in tables:
             tables[tid].columns[phys].missing = value
+    try:
+        numbers = con.execute("SELECT table_id, phys, number FROM _rb_numbers").fetchall()
+    except duckdb.CatalogException:  # a store written before, opened read-only
+        numbers = []
+    for tid, phys, number in numbers:
+        if tid in tables:
+            tables[tid].columns[phys].number = int(number)
     try:
         widened = con.execute("SELECT table_id, phys FROM _rb_widened").fetchall()
     except duckdb.CatalogException:  # a store written before, opened read-only

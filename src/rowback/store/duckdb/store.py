@@ -252,6 +252,7 @@ class DuckDBStore:
                 checkpoints.forget(con, t)
                 con.execute("DELETE FROM _rb_columns WHERE table_id = ?", [t.id])
                 con.execute("DELETE FROM _rb_missing WHERE table_id = ?", [t.id])
+                con.execute("DELETE FROM _rb_numbers WHERE table_id = ?", [t.id])
                 con.execute("DELETE FROM _rb_widened WHERE table_id = ?", [t.id])
                 con.execute("DELETE FROM _rb_tables WHERE id = ?", [t.id])
             con.execute("COMMIT")
