@@ -286,6 +286,14 @@ def create(con: duckdb.DuckDBPyConnection, table_id: int, schema: TableSchema, p
     return t
 
 
+def _rows(con: duckdb.DuckDBPyConnection, query: str) -> list[tuple[Any, ...]]:
+    """``query``'s rows; none when its table does not exist."""
+    try:
+        return con.execute(query).fetchall()
+    except duckdb.CatalogException:
+        return []
+
+
 def load(con: duckdb.DuckDBPyConnection) -> dict[int, Table]:
     """Read the whole catalog."""
     tables = {
@@ -300,25 +308,15 @@ def load(con: duckdb.DuckDBPyConnection) -> dict[int, Table]:
     ).fetchall()
     for tid, phys, name, pg_type, key, added, dropped in rows:
         tables[tid].columns.append(PhysColumn(phys, name, pg_type, key, added, dropped))
-    try:
-        missing = con.execute("SELECT table_id, phys, value FROM _rb_missing").fetchall()
-    except duckdb.CatalogException:  # a store written before, opened read-only
-        missing = []
-    for tid, phys, value in missing:
+    # per-column facts kept beside _rb_columns (added by later versions: a store written
+    # before one of them, opened read-only, has not got that table)
+    for tid, phys, value in _rows(con, "SELECT table_id, phys, value FROM _rb_missing"):
         if tid in tables:
             tables[tid].columns[phys].missing = value
-    try:
-        numbers = con.execute("SELECT table_id, phys, number FROM _rb_numbers").fetchall()
-    except duckdb.CatalogException:  # a store written before, opened read-only
-        numbers = []
-    for tid, phys, number in numbers:
+    for tid, phys, number in _rows(con, "SELECT table_id, phys, number FROM _rb_numbers"):
         if tid in tables:
             tables[tid].columns[phys].number = int(number)
-    try:
-        widened = con.execute("SELECT table_id, phys FROM _rb_widened").fetchall()
-    except duckdb.CatalogException:  # a store written before, opened read-only
-        widened = []
-    for tid, phys in widened:
+    for tid, phys in _rows(con, "SELECT table_id, phys FROM _rb_widened"):
         if tid in tables:
             tables[tid].columns[phys].widened = True
     try:
