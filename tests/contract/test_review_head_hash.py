@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from contract.test_write_paths_agree import batch_of
 
 from rowback.model import Change, Column, Op, TableSchema
@@ -33,9 +32,6 @@ def _both(tmp: Path, first: list[Change], then: list[Change]) -> list[tuple[int,
     return out
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: _h hashes values in layout order; a reordered schema matches"
-)
 def test_reordered_fields_do_not_match_a_swapped_before_image(tmp_path: Path) -> None:
     """The head is (a=x, b=y), hashed as hash(a, b) under A. Under B the before image
     (b=x, a=y) hashes as hash(b, a) = hash(x, y): the same, though it differs from the
@@ -48,9 +44,6 @@ def test_reordered_fields_do_not_match_a_swapped_before_image(tmp_path: Path) ->
     assert bulk == rows
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: _upgrade_heads hashes in physical order, not the layout's"
-)
 def test_upgraded_head_after_a_retype(tmp_path: Path) -> None:
     """After ALTER COLUMN a TYPE varchar(9), a's new physical column comes after b's, but
     the schema still lists a first: the layout is (k, a', b). A head written before ``_h``

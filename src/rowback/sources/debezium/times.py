@@ -100,13 +100,16 @@ def time_of_day(per_second: int) -> Converter:
     return conv
 
 
+# ASCII digits only: Python's \d also matches other scripts' digits, which the fast path
+# would copy into the text and the store could not cast
 _ZONED = re.compile(
-    r"(\d{4,6})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d(?::?\d\d)?)"
+    r"(\d{4,6})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d(?::?\d\d)?)",
+    re.ASCII,
 )
-_ZONED_TIME = re.compile(r"(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d(?::?\d\d)?)")
+_ZONED_TIME = re.compile(r"(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d(?::?\d\d)?)", re.ASCII)
 
 
-_ZULU = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):([0-5]\d):(\d\d)(\.\d{1,6})?Z")
+_ZULU = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):([0-5]\d):(\d\d)(\.\d{1,6})?Z", re.ASCII)
 _DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 

@@ -255,12 +255,14 @@ def widen(con: duckdb.DuckDBPyConnection, table: Table, cols: list[PhysColumn]) 
 
 
 def digest(table: Table, layout: tuple[int, ...], prefix: str = "c") -> str:
-    """SQL hashing a row's values (not its key) in ``layout``'s order. The head keeps it
+    """SQL hashing a row's values (not its key) in ``layout``, in physical order. The head keeps it
     per row (``_h``), so a bulk write compares before images with the head's rows without
     reading their values: reading every value column of the head for each batch was most
     of a bulk write's diff. A stale or missing ``_h`` only sends the batch down the exact
     path that compares values (``vector._work_sql``)."""
-    values = [p for p in layout if not table.columns[p].key]
+    # in physical order, whatever the layout's: a head hashed under one field order must not
+    # match a before image whose values moved between columns under another
+    values = sorted(p for p in layout if not table.columns[p].key)
     return f"hash({', '.join(f'{prefix}{p}' for p in values)})" if values else "NULL::UBIGINT"
 
 
