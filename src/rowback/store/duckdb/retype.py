@@ -8,10 +8,12 @@ rewrite left it: the head gets the value in the new type, and history a snapshot
 of the whole row (the position, time and transaction of that next change). Folds that
 start before the rewrite then never need a version older than it for a live row.
 
-The new value is the old one under DuckDB's cast, which is what PostgreSQL's default
-(assignment) cast gives for the usual retypes: widening integers, numeric precision and
-scale, varchar/text, integer to numeric, date and time types. A ``USING`` expression is
-invisible in the WAL; rows whose old value does not cast are counted as gaps.
+The new value is the old typed value under DuckDB's cast, adjusted where PostgreSQL's
+default (assignment) cast differs: float to integer rounds half to even, a time typmod
+rounds the fraction, boolean to text gives ``true``/``false``, and the head's text is
+PostgreSQL's output of the new type. A ``USING`` expression is invisible in the WAL; rows
+whose old value does not cast are counted as gaps. The rows' value hashes (``_h``) are
+recomputed by the caller, as after any schema change.
 """
 
 from __future__ import annotations
