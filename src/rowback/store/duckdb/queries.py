@@ -226,19 +226,16 @@ def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Res
 
 def _key_generations(t: Table) -> list[list[PhysColumn]]:
     """The sets of key columns the table has had (more than one after a key was retyped)."""
-    starts = sorted({c.added_pos for c in t.columns if c.key})
-    gens = [[c for c in t.columns if c.key and c.alive_at(p)] for p in starts]
-    # in today's key order (a retyped key column moves to the end of the physical order)
-    names = [c.name for c in t.key_columns]
-    gens = [sorted(g, key=lambda c: names.index(c.name) if c.name in names else 99) for g in gens]
-    return [g for i, g in enumerate(gens) if g and g not in gens[:i]]
+    gens = [_keys_at(t, p) for p in sorted({c.added_pos for c in t.columns if c.key})]
+    return [g for i, g in enumerate(gens) if g not in gens[:i]]
 
 
 def _keys_at(t: Table, pos: int) -> list[PhysColumn]:
-    """The key columns of versions at ``pos``, in today's key order."""
+    """The key columns of versions at ``pos``, in today's key order (a retyped key column
+    moves to the end of the physical order)."""
     names = [c.name for c in t.key_columns]
     alive = [c for c in t.columns if c.key and c.alive_at(pos)] or t.key_columns
-    return sorted(alive, key=lambda c: names.index(c.name) if c.name in names else 99)
+    return sorted(alive, key=lambda c: names.index(c.name) if c.name in names else len(names))
 
 
 def pos_range(
