@@ -323,6 +323,8 @@ def test_semantic_types_in_bulk(values: list[int | None]) -> None:
     for bulk, conv in (
         (semantic.dates, times.date),
         (semantic.micro_timestamps, times.timestamp(10**6)),
+        (semantic.milli_timestamps, times.timestamp(1000)),
+        (semantic.micro_times, times.time_of_day(10**6)),
     ):
         try:
             want = [None if v is None else conv(v) for v in values]
@@ -576,3 +578,9 @@ def test_usual_semantic_values_never_go_one_by_one(monkeypatch: pytest.MonkeyPat
     assert got == ["2023-11-14 22:13:20.002752+00", "2024-02-29 00:00:00+00", "infinity", None]
     docs = ['{"gift": true}', "[]", None]
     assert semantic.json_texts(pa.array(docs), convert.json_text).to_pylist() == docs
+    ms = pa.array([1704110400120, -1, None], pa.int64())
+    got = semantic.milli_timestamps(ms, times.timestamp(1000)).to_pylist()
+    assert got == ["2024-01-01 12:00:00.12", "1969-12-31 23:59:59.999", None]
+    clock = pa.array([45296500000, 0, None], pa.int64())
+    got = semantic.micro_times(clock, times.time_of_day(10**6)).to_pylist()
+    assert got == ["12:34:56.5", "00:00:00", None]

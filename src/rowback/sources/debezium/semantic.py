@@ -71,10 +71,28 @@ def dates(arr: pa.Array, c: convert.Converter) -> pa.Array:
     return each(c)(arr)
 
 
+def _trimmed(text: pa.Array) -> pa.Array:
+    """Arrow prints every fraction digit of its unit; PostgreSQL only the significant ones."""
+    return pc.utf8_rtrim(pc.utf8_rtrim(text, characters="0"), characters=".")
+
+
 def micro_timestamps(arr: pa.Array, c: convert.Converter) -> pa.Array:
-    if arr.type == pa.int64() and _in(arr, _MICROS):  # Arrow prints six fraction digits
-        text = arr.cast(pa.timestamp("us")).cast(pa.string())
-        return pc.utf8_rtrim(pc.utf8_rtrim(text, characters="0"), characters=".")
+    if arr.type == pa.int64() and _in(arr, _MICROS):
+        return _trimmed(arr.cast(pa.timestamp("us")).cast(pa.string()))
+    return each(c)(arr)
+
+
+def milli_timestamps(arr: pa.Array, c: convert.Converter) -> pa.Array:
+    """``io.debezium.time.Timestamp`` (timestamp(0..3) columns): milliseconds."""
+    if arr.type == pa.int64() and _in(arr, (_MICROS[0] // 1000, _MICROS[1] // 1000)):
+        return _trimmed(arr.cast(pa.timestamp("ms")).cast(pa.string()))
+    return each(c)(arr)
+
+
+def micro_times(arr: pa.Array, c: convert.Converter) -> pa.Array:
+    """``io.debezium.time.MicroTime``: microseconds since midnight (24:00:00 goes by value)."""
+    if arr.type == pa.int64() and _in(arr, (0, 86_400_000_000 - 1)):
+        return _trimmed(arr.cast(pa.time64("us")).cast(pa.string()))
     return each(c)(arr)
 
 
@@ -215,6 +233,9 @@ SEMANTIC: dict[str, Callable[[pa.Array, convert.Converter], pa.Array]] = {
     "io.debezium.time.Date": dates,
     "org.apache.kafka.connect.data.Date": dates,
     "io.debezium.time.MicroTimestamp": micro_timestamps,
+    "io.debezium.time.Timestamp": milli_timestamps,
+    "org.apache.kafka.connect.data.Timestamp": milli_timestamps,
+    "io.debezium.time.MicroTime": micro_times,
     "io.debezium.time.ZonedTimestamp": zoned_timestamps,
     "org.apache.kafka.connect.data.Decimal": decimals,
     "io.debezium.data.Json": json_texts,
