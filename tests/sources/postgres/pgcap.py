@@ -232,9 +232,12 @@ def canon_store(v: object, pg_type: str) -> object:
 # -- running capture ------------------------------------------------------------------
 
 
-def capture_once(dsn: str, store_path: Path, **kw: Any) -> CaptureStatus:
-    """One ``once`` capture run into the store at ``store_path`` (opened and closed here)."""
-    store = DuckDBStore(store_path)
+def capture_once(
+    dsn: str, store_path: Path, checkpoint_every: int | None = None, **kw: Any
+) -> CaptureStatus:
+    """One ``once`` capture run into the store at ``store_path`` (opened and closed here;
+    ``checkpoint_every`` as ``DuckDBStore`` takes it)."""
+    store = DuckDBStore(store_path, checkpoint_every=checkpoint_every)
     try:
         return Capture(CaptureConfig(dsn, once=True, **kw), store).run()
     finally:

@@ -18,8 +18,6 @@ from pgcap import (
 )
 from test_schema_changes import _every_plan_same
 
-from rowback.sources.postgres.capture import Capture, CaptureConfig
-from rowback.store.duckdb import DuckDBStore
 from rowback.when import AtLsn
 
 
@@ -30,16 +28,14 @@ def _retype_case(
     then ``later``; asof at each point by every plan equals PostgreSQL, no gaps."""
     conn = pg_connect(dsn)
     execute(dsn, *setup)
-    with DuckDBStore(store_path, checkpoint_every=1) as store:
-        Capture(CaptureConfig(dsn, once=True), store).run()
+    capture_once(dsn, store_path, checkpoint_every=1)
     points = [(insert_lsn(conn), pg_state(conn, "public.s"))]
     execute(dsn, *alter)
     points.append((insert_lsn(conn), pg_state(conn, "public.s")))
     if later:
         execute(dsn, *later)
         points.append((insert_lsn(conn), pg_state(conn, "public.s")))
-    with DuckDBStore(store_path, checkpoint_every=1) as store:
-        status = Capture(CaptureConfig(dsn, once=True), store).run()
+    status = capture_once(dsn, store_path, checkpoint_every=1)
     with opened(store_path) as store:
         for lsn, want in points:
             _every_plan_same(store, "public.s", AtLsn(lsn), want)
@@ -257,13 +253,11 @@ def test_key_int_to_text_and_back(pg_dsn: str, store_path: Path) -> None:
         "CREATE TABLE s (id int PRIMARY KEY, a int)",
         "INSERT INTO s SELECT g, g FROM generate_series(1, 12) g",
     )
-    with DuckDBStore(store_path, checkpoint_every=1) as store:
-        Capture(CaptureConfig(pg_dsn, once=True), store).run()
+    capture_once(pg_dsn, store_path, checkpoint_every=1)
     points.append((insert_lsn(conn), pg_state(conn, "public.s")))
     execute(pg_dsn, "ALTER TABLE s ALTER COLUMN id TYPE text", "UPDATE s SET a = -1 WHERE id = '3'")
     points.append((insert_lsn(conn), pg_state(conn, "public.s")))
-    with DuckDBStore(store_path, checkpoint_every=1) as store:
-        Capture(CaptureConfig(pg_dsn, once=True), store).run()
+    capture_once(pg_dsn, store_path, checkpoint_every=1)
     execute(
         pg_dsn,
         "UPDATE s SET id = '0' || id WHERE id = '4'",  # '04' does not read back as 4 in text
@@ -273,8 +267,7 @@ def test_key_int_to_text_and_back(pg_dsn: str, store_path: Path) -> None:
     points.append((insert_lsn(conn), pg_state(conn, "public.s")))
     execute(pg_dsn, "UPDATE s SET a = -3 WHERE id = 6", "DELETE FROM s WHERE id = 7")
     points.append((insert_lsn(conn), pg_state(conn, "public.s")))
-    with DuckDBStore(store_path, checkpoint_every=1) as store:
-        status = Capture(CaptureConfig(pg_dsn, once=True), store).run()
+    status = capture_once(pg_dsn, store_path, checkpoint_every=1)
     with opened(store_path) as store:
         for lsn, want in points:
             _every_plan_same(store, "public.s", AtLsn(lsn), want)
@@ -315,15 +308,13 @@ def _composite(pg_dsn: str, store_path: Path) -> tuple[object, list[tuple[int, T
         "CREATE TABLE s (a int, b int, v text, PRIMARY KEY (a, b))",
         "INSERT INTO s SELECT g, 100 + g, 'v' || g FROM generate_series(1, 4) g",
     )
-    with DuckDBStore(store_path, checkpoint_every=1) as store:
-        Capture(CaptureConfig(pg_dsn, once=True), store).run()
+    capture_once(pg_dsn, store_path, checkpoint_every=1)
     points = [(insert_lsn(conn), pg_state(conn, "public.s"))]
     execute(pg_dsn, "ALTER TABLE s ALTER COLUMN a TYPE bigint", "UPDATE s SET v = 'w1' WHERE a = 1")
     points.append((insert_lsn(conn), pg_state(conn, "public.s")))
     execute(pg_dsn, "UPDATE s SET v = 'w2' WHERE a = 2")
     points.append((insert_lsn(conn), pg_state(conn, "public.s")))
-    with DuckDBStore(store_path, checkpoint_every=1) as store:
-        status = Capture(CaptureConfig(pg_dsn, once=True), store).run()
+    status = capture_once(pg_dsn, store_path, checkpoint_every=1)
     assert status.gaps == 0
     return conn, points
 
@@ -439,16 +430,14 @@ def test_nan_key_history_and_tx(pg_dsn: str, store_path: Path) -> None:
         "CREATE TABLE s (k numeric(10,2) PRIMARY KEY, v int)",
         "INSERT INTO s VALUES (1, 1), (2.5, 2)",
     )
-    with DuckDBStore(store_path, checkpoint_every=1) as store:
-        Capture(CaptureConfig(pg_dsn, once=True), store).run()
+    capture_once(pg_dsn, store_path, checkpoint_every=1)
     p0 = insert_lsn(conn), pg_state(conn, "public.s")
     execute(pg_dsn, "INSERT INTO s VALUES ('NaN', 3)", "UPDATE s SET v = 20 WHERE k = 2.5")
     p1 = insert_lsn(conn), pg_state(conn, "public.s")
     execute(pg_dsn, "UPDATE s SET v = 30 WHERE k = 'NaN'")
     txid = int(scalar(conn, "SELECT xmin::text::bigint FROM s WHERE k = 'NaN'"))
     p2 = insert_lsn(conn), pg_state(conn, "public.s")
-    with DuckDBStore(store_path, checkpoint_every=1) as store:
-        assert Capture(CaptureConfig(pg_dsn, once=True), store).run().gaps == 0
+    assert capture_once(pg_dsn, store_path, checkpoint_every=1).gaps == 0
     with opened(store_path) as store:
         for lsn, want in (p0, p1, p2):
             _every_plan_same(store, "public.s", AtLsn(lsn), want)
@@ -467,16 +456,14 @@ def test_infinite_and_bc_timestamp_keys(pg_dsn: str, store_path: Path) -> None:
         "INSERT INTO s VALUES ('infinity', '0044-03-15 BC', 1), ('-infinity', '-infinity', 2),"
         " ('0100-01-01 12:00 BC', 'infinity', 3)",
     )
-    with DuckDBStore(store_path, checkpoint_every=1) as store:
-        Capture(CaptureConfig(pg_dsn, once=True), store).run()
+    capture_once(pg_dsn, store_path, checkpoint_every=1)
     p0 = insert_lsn(conn), pg_state(conn, "public.s")
     execute(pg_dsn, "UPDATE s SET v = v + 10, d = '0001-01-01 BC' WHERE k = 'infinity'")
     txid = int(scalar(conn, "SELECT xmin::text::bigint FROM s WHERE k = 'infinity'"))
     p1 = insert_lsn(conn), pg_state(conn, "public.s")
     execute(pg_dsn, "UPDATE s SET k = '0200-01-01 BC' WHERE v = 3")
     p2 = insert_lsn(conn), pg_state(conn, "public.s")
-    with DuckDBStore(store_path, checkpoint_every=1) as store:
-        assert Capture(CaptureConfig(pg_dsn, once=True), store).run().gaps == 0
+    assert capture_once(pg_dsn, store_path, checkpoint_every=1).gaps == 0
     with opened(store_path) as store:
         for lsn, want in (p0, p1, p2):
             _every_plan_same(store, "public.s", AtLsn(lsn), want)
