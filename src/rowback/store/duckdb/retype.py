@@ -10,8 +10,9 @@ start before the rewrite then never need a version older than it for a live row.
 
 The new value is the old typed value under DuckDB's cast, adjusted where PostgreSQL's
 default (assignment) cast differs: float to integer rounds half to even, a time typmod
-rounds the fraction, boolean to text gives ``true``/``false``, and the head's text is
-PostgreSQL's output of the new type. A ``USING`` expression is invisible in the WAL; rows
+rounds the fraction, boolean to text gives ``true``/``false``, string types pad or trim
+and json becomes jsonb's normal form (``pgcasts``), and the head's text is PostgreSQL's
+output of the new type. A ``USING`` expression is invisible in the WAL; rows
 whose old value does not cast are counted as gaps. The rows' value hashes (``_h``) are
 recomputed by the caller, as after any schema change.
 """
@@ -24,6 +25,7 @@ import re
 import duckdb
 
 from rowback.model import Op, WriteStats
+from rowback.store.duckdb import pgcasts
 from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table, first, widen
 from rowback.store.duckdb.types import physical
 
@@ -57,9 +59,13 @@ def converted(old: PhysColumn, new: PhysColumn) -> tuple[str, str]:
     if base.duck in ("VARCHAR", "BLOB"):
         # text of the old type's output, except where its cast to text differs
         text = f"CAST({typed_old} AS VARCHAR)" if was.duck == "BOOLEAN" else text_old
+        if base.hint == "numeric":  # unbounded numeric, held as text
+            text = pgcasts.numeric_text(old.pg_type, text)
+        elif base.duck == "VARCHAR":
+            text = pgcasts.string_cast(old.pg_type, new.pg_type, text)
         return text, text
     if was.duck in ("VARCHAR", "BLOB"):
-        value = f"TRY({base.cast(text_old)})"
+        value = f"TRY({base.cast(pgcasts.numeric_text(old.pg_type, text_old))})"
     elif was.duck in ("FLOAT", "DOUBLE") and base.duck in _INTEGERS:
         value = f"TRY_CAST(round_even({typed_old}, 0) AS {base.duck})"  # PostgreSQL's rint
     else:
@@ -94,6 +100,7 @@ def reread(
     """Convert the head's retyped columns and write a snapshot version of every current row
     at positions ``pos``, ``pos + 1``, ...; returns how many positions that took."""
     head = table.head
+    pgcasts.register(con)
     for old, new in retyped:
         text = f"CAST(c{old.phys} AS VARCHAR)" if old.key else f"c{old.phys}"
         beyond = new.physical.overflow(text)  # NaN kept as text, into a DECIMAL: widen it
