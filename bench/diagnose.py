@@ -15,6 +15,8 @@
   writes coalesced (an experiment): what the live cost is made of.
 - ``ingest``: Debezium file ingest split into its floors: Arrow's JSON reader alone, the
   bulk decoder, a plain DuckDB append of the decoded columns, and the whole ingest.
+- ``statements``: a whole 1M-event Debezium ingest with every store statement timed,
+  summed by kind (COMMIT, the diff, history and head writes...).
 
 These are diagnostics, not figures: single runs, printed, not written to results.json.
 """
@@ -429,10 +431,55 @@ def ingest(events: int = 200_000, runs: int = 3) -> None:
     shutil.rmtree(tmp)
 
 
+def statements(events: int = 1_000_000) -> None:
+    """Where a whole ingest's store time goes: every statement the store runs during a
+    Debezium file ingest of ``events`` benchmark events, timed and summed by kind."""
+    import collections
+    import re
+
+    from bench.ingest_debezium import generate
+    from rowback.sources.debezium.ingest import ingest_file
+    from rowback.store.duckdb.store import DuckDBStore
+
+    spent: collections.Counter[str] = collections.Counter()
+    count: collections.Counter[str] = collections.Counter()
+
+    class Timed:
+        def __init__(self, con: Any) -> None:
+            self._con = con
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._con, name)
+
+        def execute(self, q: str, *a: Any) -> Any:
+            kind = re.sub(r"\d+", "#", " ".join(q.split())[:60])
+            t = time.perf_counter()
+            try:
+                return self._con.execute(q, *a)
+            finally:
+                spent[kind] += time.perf_counter() - t
+                count[kind] += 1
+
+    tmp = Path(tempfile.mkdtemp(prefix="rowback-diag-"))
+    path = tmp / "events.jsonl"
+    generate(path, events, wrapped=False)
+    t, c = time.perf_counter(), _cpu()
+    with DuckDBStore(tmp / "store") as st:
+        st._con = Timed(st._con)
+        ingest_file(st, str(path))
+    wall, cpu = time.perf_counter() - t, _cpu() - c
+    print(f"{events:,} events: {wall:.2f} s wall, {cpu:.2f} CPU-s, peak RSS {peak_rss_mb():.0f} MB")
+    print(f"store statements: {sum(spent.values()):.2f} s")
+    for kind, secs in spent.most_common(10):
+        print(f"{secs:7.2f} s {count[kind]:5d}x  {kind}")
+    shutil.rmtree(tmp)
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     fns = {"write": write, "history": history, "asof": asof, "live": live, "order": order}
     fns["ingest"] = ingest
+    fns["statements"] = statements
     if what not in fns:
         sys.exit(f"usage: python -m bench.diagnose {{{'|'.join(fns)}}}")
     fns[what]()
