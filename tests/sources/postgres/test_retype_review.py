@@ -118,6 +118,53 @@ _TEXT_CASTS = [
     ("uuid", "character varying", ["'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'"]),
     ("integer[]", "bigint[]", ["'{1,2}'"]),
     ("bigint", "double precision", ["9007199254740993"]),
+    # numeric beyond DECIMAL(38): the scale applied, half away from zero
+    ("integer", "numeric(40,5)", ["-2147483648", "7", "0"]),
+    (
+        "numeric",
+        "numeric(40,5)",
+        [
+            "-2.5",
+            "0.00000000000000000001",
+            "-0.0",
+            "123456789012345678901234567890.123456789",
+            "'NaN'",
+        ],
+    ),
+    ("numeric(10,2)", "numeric(40,0)", ["2.5", "-2.5"]),
+    # floats to numeric: 15 (double) or 6 (real) significant digits, as PostgreSQL prints them
+    (
+        "double precision",
+        "numeric",
+        [
+            "0.1",
+            "'-0'",
+            "1e15",
+            "1e16",
+            "9007199254740993",
+            "5e-324",
+            "'NaN'",
+            "'Infinity'",
+            "0.30000000000000004",
+        ],
+    ),
+    ("real", "numeric", ["0.1", "16777217", "3.4e38", "1e-45", "'-0'", "123456.7", "'NaN'"]),
+    ("real", "numeric(10,2)", ["16777217", "0.125", "'NaN'"]),
+    ("double precision", "numeric(12,3)", ["2.0005", "-2.0005", "0.1"]),
+    # to money, in the C locale's form
+    ("integer", "money", ["-2147483648", "7", "0"]),
+    ("numeric", "money", ["-0.00001", "1234567.125", "-1.5"]),
+    ("money", "numeric(40,5)", ["-1234.56"]),
+    # network addresses
+    ("inet", "cidr", ["'10.0.0.1/8'", "'::ffff:1.2.3.4'", "'2001:db8::1/32'", "'10.1.2.3'"]),
+    ("cidr", "inet", ["'2001:db8::/32'", "'10.1.2.3/32'", "'::1/128'"]),
+    ("inet", "name", ["'10.0.0.1'", "'10.0.0.0/8'"]),
+    ("boolean", "name", ["true", "false"]),
+    # times: the fraction rounded to the typmod (up to 24:00:00), infinity kept
+    ("time", "time(0)", ["'23:59:59.5'", "'10:00:00.4'", "'24:00'"]),
+    ("timestamp", "timestamp(0)", ["'infinity'", "'-infinity'", "'2020-06-30 23:59:59.5'"]),
+    ("timestamp", "time", ["'infinity'", "'2020-06-30 23:59:59.5'"]),
+    ("timestamp with time zone", "time(3)", ["'2020-01-01 05:00:00.5+00'", "'-infinity'"]),
 ]
 
 
@@ -133,6 +180,30 @@ def test_text_changing_casts(
         store_path,
         [f"CREATE TABLE s (id int PRIMARY KEY, c {old})", f"INSERT INTO s VALUES {rows}"],
         [f"ALTER TABLE s ALTER COLUMN c TYPE {new}", "INSERT INTO s VALUES (100, null)"],
+    )
+
+
+_KEY_CASTS = [
+    ("real", "numeric", ["16777217", "0.1"]),
+    ("inet", "cidr", ["'10.0.0.1/8'", "'10.0.0.2/32'"]),
+    ("integer", "money", ["7", "-12"]),
+    ("integer", "numeric(40,5)", ["7", "-2"]),
+    ("character(4)", "text", ["'a'", "'bc'"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "values"), _KEY_CASTS, ids=[f"{a}->{b}" for a, b, _ in _KEY_CASTS]
+)
+def test_key_casts(pg_dsn: str, store_path: Path, old: str, new: str, values: list[str]) -> None:
+    """A retyped key whose text changes form: every row stays reachable under PostgreSQL's
+    key, no phantom row under the old one."""
+    rows = ", ".join(f"({v}, {i})" for i, v in enumerate(values, 1))
+    _retype_case(
+        pg_dsn,
+        store_path,
+        [f"CREATE TABLE s (k {old} PRIMARY KEY, v int)", f"INSERT INTO s VALUES {rows}"],
+        [f"ALTER TABLE s ALTER COLUMN k TYPE {new}", "UPDATE s SET v = v + 10 WHERE v = 1"],
     )
 
 

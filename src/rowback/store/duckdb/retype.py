@@ -42,9 +42,13 @@ def _rounded(value: str, duck: str, pg_type: str) -> str:
     step = 10 ** (6 - int(m.group(1)))
     us = f"epoch_us({value})"
     near = f"sign({us}) * ((abs({us}) + {step // 2}) // {step}) * {step}"
-    if duck == "TIME":  # 23:59:59.9 rounds to 24:00:00, which DuckDB's TIME cannot hold
-        return f"CASE WHEN {near} < 86400000000 THEN TIME '00:00:00' + to_microseconds({near}) END"
-    return f"{'make_timestamptz' if duck == 'TIMESTAMPTZ' else 'make_timestamp'}({near})"
+    if duck == "TIME":  # 23:59:59.9 rounds to 24:00:00, which TIME's arithmetic wraps
+        return (
+            f"CASE WHEN {near} < 86400000000 THEN TIME '00:00:00' + to_microseconds({near}) "
+            f"WHEN {near} = 86400000000 THEN TIME '24:00:00' END"
+        )
+    made = f"{'make_timestamptz' if duck == 'TIMESTAMPTZ' else 'make_timestamp'}({near})"
+    return f"CASE WHEN isinf({value}) THEN {value} ELSE {made} END"
 
 
 def converted(old: PhysColumn, new: PhysColumn) -> tuple[str, str]:
@@ -58,9 +62,11 @@ def converted(old: PhysColumn, new: PhysColumn) -> tuple[str, str]:
     base = physical(new.pg_type)
     if base.duck in ("VARCHAR", "BLOB"):
         # text of the old type's output, except where its cast to text differs
-        text = f"CAST({typed_old} AS VARCHAR)" if was.duck == "BOOLEAN" else text_old
-        if base.hint == "numeric":  # unbounded numeric, held as text
-            text = pgcasts.numeric_text(old.pg_type, text)
+        text = text_old
+        if was.duck == "BOOLEAN" and new.pg_type != "name":  # bool's cast to text, not I/O
+            text = f"CAST({typed_old} AS VARCHAR)"
+        if base.hint == "numeric":  # numeric beyond DECIMAL, held as text
+            text = pgcasts.numeric_text(old.pg_type, text, new.pg_type)
         elif base.duck == "VARCHAR":
             text = pgcasts.string_cast(old.pg_type, new.pg_type, text)
         return text, text
@@ -68,6 +74,10 @@ def converted(old: PhysColumn, new: PhysColumn) -> tuple[str, str]:
         value = f"TRY({base.cast(pgcasts.numeric_text(old.pg_type, text_old))})"
     elif was.duck in ("FLOAT", "DOUBLE") and base.duck in _INTEGERS:
         value = f"TRY_CAST(round_even({typed_old}, 0) AS {base.duck})"  # PostgreSQL's rint
+    elif was.duck in ("FLOAT", "DOUBLE") and base.duck.startswith("DECIMAL"):
+        value = f"TRY_CAST({pgcasts.numeric_text(old.pg_type, text_old)} AS {base.duck})"
+    elif was.duck == "TIMESTAMPTZ" and base.duck == "TIME":  # DuckDB has no such cast
+        value = f"TRY_CAST(timezone('UTC', {typed_old}) AS TIME)"
     else:
         value = f"TRY_CAST({typed_old} AS {base.duck})"
     value = _rounded(value, base.duck, new.pg_type)
@@ -76,7 +86,7 @@ def converted(old: PhysColumn, new: PhysColumn) -> tuple[str, str]:
     else:
         text = base.text(value)
     beyond = base.overflow(text_old)  # NaN and the like, kept as text by a widened column
-    if beyond is not None and was.duck == "VARCHAR":
+    if beyond is not None and was.duck in ("VARCHAR", "FLOAT", "DOUBLE"):
         text = f"CASE WHEN {beyond} THEN {text_old} ELSE {text} END"
     return value, text
 
@@ -109,11 +119,10 @@ def reread(
             if got and got[0]:
                 widen(con, table, [new])
         con.execute(f"UPDATE {head} SET c{new.phys} = {head_value(old, new)}")
-        got = first(
-            con.execute(
-                f"SELECT count(*) FROM {head} WHERE c{old.phys} IS NOT NULL AND c{new.phys} IS NULL"
-            ).fetchall()
-        )
+        where = f"c{old.phys} IS NOT NULL AND c{new.phys} IS NULL"
+        if new.physical.duck == "TIME" and old.physical.duck in ("TIMESTAMP", "TIMESTAMPTZ"):
+            where += f" AND {text} NOT IN ('infinity', '-infinity')"  # NULL in PostgreSQL too
+        got = first(con.execute(f"SELECT count(*) FROM {head} WHERE {where}").fetchall())
         lost = int(got[0]) if got else 0
         if lost:
             stats.gaps += lost
