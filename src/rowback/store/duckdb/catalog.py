@@ -26,7 +26,7 @@ from typing import Any
 
 import duckdb
 
-from rowback.model import Op, TableSchema
+from rowback.model import Column, Op, TableSchema
 from rowback.store.duckdb.types import Physical, physical
 
 CATALOG_DDL = """
@@ -214,16 +214,32 @@ def evolve(
         if c.number is not None:
             new.number = c.number
             con.execute("INSERT INTO _rb_numbers VALUES (?, ?, ?)", [table.id, new.phys, c.number])
-        # A column PostgreSQL gave a stored default (attmissingval) was added, not retyped:
-        # ALTER ... TYPE rewrites the table, which leaves no missing value. Nor was one with
-        # another column number: DROP COLUMN a, ADD COLUMN a ... gives it a new one.
-        old = dropped.get(c.name)
-        if old is not None and not new_table and c.missing is None:
-            if old.number is None or c.number is None or old.number == c.number:
-                retyped.append((old, new))
+        old = None if new_table else _same_column(c, dropped)
+        if old is not None:
+            retyped.append((old, new))
     table._layouts.clear()
     table._schemas.clear()
     return retyped
+
+
+def _same_column(c: Column, dropped: dict[str, PhysColumn]) -> PhysColumn | None:
+    """The dropped physical column that ``c`` continues, if any: the rows keep their values.
+
+    The source's column number says it best: the same number is the same column, renamed
+    (``RENAME COLUMN`` sends no row either) and/or retyped; another number under the same
+    name is DROP COLUMN a, ADD COLUMN a. Without numbers (Debezium) a name dropped and
+    added in one version is a retype, unless PostgreSQL gave the column a stored default
+    (attmissingval): ALTER ... TYPE rewrites the table, which leaves no missing value."""
+    if c.number is not None:
+        for col in dropped.values():
+            if col.number == c.number:
+                return col
+    old = dropped.get(c.name)
+    if old is None or c.missing is not None:
+        return None
+    if old.number is not None and c.number is not None:
+        return None  # same name, another column
+    return old
 
 
 def widen(con: duckdb.DuckDBPyConnection, table: Table, cols: list[PhysColumn]) -> None:
