@@ -47,6 +47,9 @@ class TableInfo:
     key: tuple[str, ...]
     versions: int
     live_rows: int
+    current: TableSchema | None = None
+    """The table's live version as the store holds it, columns in the source's order, when
+    the store knows that order (column numbers); capture resumes from it."""
 
     @property
     def qualified(self) -> str:

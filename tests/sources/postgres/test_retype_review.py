@@ -619,10 +619,11 @@ def test_history_of_widened_numeric_key_by_value(pg_dsn: str, store_path: Path) 
         assert [r[3] for r in store.history("public.s", ["2.5"]).rows] == ["snapshot"]
 
 
-def test_kill9_around_retypes(pg_dsn: str, store_path: Path, tmp_path: Path) -> None:
-    """Capture in a child killed -9 at random moments while retypes (in transactions split
-    across store writes) happen; afterwards every point equals PostgreSQL and no re-read is
-    stored twice."""
+@pytest.mark.parametrize("kind", ["retype", "rename"])
+def test_kill9_around_retypes(pg_dsn: str, store_path: Path, tmp_path: Path, kind: str) -> None:
+    """Capture in a child killed -9 at random moments while retypes or renames (in
+    transactions split across store writes) happen; afterwards every point equals
+    PostgreSQL and no re-read is stored twice."""
     import os
     import random
     import signal
@@ -645,13 +646,20 @@ def test_kill9_around_retypes(pg_dsn: str, store_path: Path, tmp_path: Path) -> 
     try:
         for i, ty in enumerate(types):
             time.sleep(rng.uniform(0.2, 0.8))
-            key = ", ALTER COLUMN id TYPE bigint" if i == 1 else ""
+            before = after = "id"
+            if kind == "retype":
+                key = ", ALTER COLUMN id TYPE bigint" if i == 1 else ""
+                alter = f"ALTER TABLE s ALTER COLUMN a TYPE {ty} USING a::{ty}{key}"
+            else:  # a, then a0, a1, ...: the value column renamed each time, the key once
+                alter = f"ALTER TABLE s RENAME COLUMN {'a' if i == 0 else f'a{i - 1}'} TO a{i}"
+                alter += "; ALTER TABLE s RENAME COLUMN id TO k" if i == 1 else ""
+                before, after = ("id" if i <= 1 else "k"), ("id" if i < 1 else "k")
             execute(
                 pg_dsn,
                 "BEGIN",
-                f"UPDATE s SET n = n + 1 WHERE id % 10 = {i}",
-                f"ALTER TABLE s ALTER COLUMN a TYPE {ty} USING a::{ty}{key}",
-                f"UPDATE s SET n = n * 2 WHERE id % 10 = {i + 1}",
+                f"UPDATE s SET n = n + 1 WHERE {before} % 10 = {i}",
+                alter,
+                f"UPDATE s SET n = n * 2 WHERE {after} % 10 = {i + 1}",
                 "COMMIT",
             )
             points.append((insert_lsn(conn), pg_state(conn, "public.s")))

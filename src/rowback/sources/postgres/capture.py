@@ -170,6 +170,11 @@ class Capture:
         assert pos is not None
         self.position = pos
         self.confirmed = int(pos["lsn"])
+        self.decoder.known = {
+            (t.schema, t.name): t.current
+            for t in self.store.tables()
+            if t.source == cfg.source and t.current is not None
+        }
         for name, lsn in pos.get("tables", {}).items():
             self.decoder.skip_before[name] = int(lsn)
         late = [t for t in tables if t not in self.decoder.skip_before]

@@ -31,8 +31,12 @@ class Decoder:
         key_names: KeyNames,
         missing_values: MissingValues | None = None,
         column_numbers: ColumnNumbers | None = None,
+        known: dict[tuple[str, str], TableSchema] | None = None,
     ) -> None:
         self.source = source
+        self.known = known or {}
+        """Per (schema, table): the version the store holds, for the first relation message
+        of a session (a version that renamed a column since it can then carry its number)."""
         self.type_name = type_name
         self.key_names = key_names
         self.missing_values = missing_values
@@ -42,13 +46,23 @@ class Decoder:
         """Per ``schema.table``: drop changes committed before this LSN (its snapshot)."""
 
     def relation(self, msg: po.Relation, into: dict[int, TableSchema] | None = None) -> None:
+        target = self.relations if into is None else into
+        old = (
+            target.get(msg.relid)
+            or self.relations.get(msg.relid)
+            or self.known.get((msg.namespace, msg.name))
+        )
         keys = self.key_names(msg.relid)
+        if not keys <= {c.name for c in msg.columns}:
+            # The catalog is ahead of this version (a key renamed since): the relation's
+            # own flags mark the replica identity, the key unless it is FULL.
+            flagged = {c.name for c in msg.columns if c.key}
+            if flagged and len(flagged) < len(msg.columns):
+                keys = flagged
         cols = tuple(
             Column(c.name, self.type_name(c.type_oid, c.typmod), c.name in keys)
             for c in msg.columns
         )
-        target = self.relations if into is None else into
-        old = target.get(msg.relid) or self.relations.get(msg.relid)
         if (
             old is not None
             and [(c.name, c.type, c.key) for c in old.columns] == [astuple(c)[:3] for c in cols]
@@ -59,8 +73,16 @@ class Decoder:
         # a new version: ask which columns rows older than them read as a default
         missing = self.missing_values(msg.relid) if self.missing_values else {}
         numbers = self.column_numbers(msg.relid) if self.column_numbers else {}
+        carried = _carried(old, cols)
         cols = tuple(
-            Column(c.name, c.type, c.key, missing.get(c.name), numbers.get(c.name)) for c in cols
+            Column(
+                c.name,
+                c.type,
+                c.key,
+                missing.get(c.name),
+                numbers[c.name] if c.name in numbers else carried[i],
+            )
+            for i, c in enumerate(cols)
         )
         target[msg.relid] = TableSchema(self.source, msg.namespace, msg.name, cols)
 
@@ -143,3 +165,18 @@ class Decoder:
 
 def _plain(values: po.Tuple) -> list[Text]:
     return [None if v is po.UNCHANGED else v for v in values]  # type: ignore[misc]
+
+
+def _carried(old: TableSchema | None, cols: tuple[Column, ...]) -> list[int | None]:
+    """Column numbers known from the previous version of the relation, by position, for
+    names the catalog no longer has.
+
+    The catalog is read *now*: a capture behind several renames finds only the last name
+    there. pgoutput sends columns in ``attnum`` order and an added column comes last, so
+    with as many columns as before, a column where one of the same type was, under a name
+    the catalog does not know, is that column renamed. (Where the catalog knows the name
+    it is asked: dropping the last column and adding another of its type also keeps the
+    place.)"""
+    if old is None or len(old.columns) != len(cols):
+        return [None] * len(cols)
+    return [o.number if o.type == c.type else None for o, c in zip(old.columns, cols, strict=True)]

@@ -158,7 +158,7 @@ class _Folder:
         written: dict[str, object] = {}
         for c in self.t.columns:
             v = r[self.base + c.phys]
-            if c.key:
+            if c.key and c.alive_at(int(r[0])):  # the key of this version's generation
                 key[c.name] = to_json_value(v, c.physical.hint)
             if (mask >> c.phys) & 1:
                 written[c.name] = to_json_value(v, c.physical.hint)

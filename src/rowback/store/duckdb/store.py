@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rowback.errors import RowbackError
-from rowback.model import Change, ChangeBatch, Op, Quarantined, TableSchema, WriteStats
+from rowback.model import Change, ChangeBatch, Column, Op, Quarantined, TableSchema, WriteStats
 from rowback.store.base import Capabilities, Result, TableInfo
 from rowback.store.duckdb import catalog, checkpoints, queries, retype, vector, widening
 from rowback.store.duckdb.catalog import Table, first, unregister
@@ -301,6 +301,7 @@ class DuckDBStore:
                     len({c.added_pos for c in t.columns} | {c.dropped_pos for c in t.columns})
                     - (1 if any(c.dropped_pos is None for c in t.columns) else 0),
                     int(live[0]) if live else 0,
+                    _current(t),
                 )
             )
         return out
@@ -469,4 +470,18 @@ def _tx_runs(batch: ChangeBatch, pos: int) -> pa.Table:
         lsn[starts],
         txid[starts],
         ts[starts],
+    )
+
+
+def _current(t: Table) -> TableSchema | None:
+    """``t``'s live version in the source's column order, if every column has a number."""
+    alive = t.alive
+    if not alive or any(c.number is None for c in alive):
+        return None
+    cols = sorted(alive, key=lambda c: c.number or 0)
+    return TableSchema(
+        t.source,
+        t.schema,
+        t.name,
+        tuple(Column(c.name, c.pg_type, c.key, c.missing, c.number) for c in cols),
     )
