@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from pgcap import capture_once, execute, insert_lsn, opened, pg_connect, pg_state
-from test_retype_review import _retype_case
+from test_retype_review import _retype_case, rename_step
 from test_schema_changes import _every_plan_same
 
 from rowback.when import AtLsn
@@ -98,17 +98,7 @@ def test_rename_chain(pg_dsn: str, store_path: Path, capture_each: bool) -> None
     capture_once(pg_dsn, store_path, batch_size=7)
     points = []
     for i in range(5):
-        alter = f"ALTER TABLE s RENAME COLUMN {'a' if i == 0 else f'a{i - 1}'} TO a{i}"
-        alter += "; ALTER TABLE s RENAME COLUMN id TO k" if i == 1 else ""
-        before, after = ("id" if i <= 1 else "k"), ("id" if i < 1 else "k")
-        execute(
-            pg_dsn,
-            "BEGIN",
-            f"UPDATE s SET n = n + 1 WHERE {before} % 10 = {i}",
-            alter,
-            f"UPDATE s SET n = n * 2 WHERE {after} % 10 = {i + 1}",
-            "COMMIT",
-        )
+        execute(pg_dsn, *rename_step(i))
         points.append((insert_lsn(conn), pg_state(conn, "public.s")))
         if capture_each:
             capture_once(pg_dsn, store_path, batch_size=7)

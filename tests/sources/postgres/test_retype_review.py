@@ -619,6 +619,25 @@ def test_history_of_widened_numeric_key_by_value(pg_dsn: str, store_path: Path) 
         assert [r[3] for r in store.history("public.s", ["2.5"]).rows] == ["snapshot"]
 
 
+def _altering_transaction(i: int, alter: str, before: str, after: str) -> list[str]:
+    """A transaction that updates some rows of ``s``, runs ``alter``, updates others
+    (``before``/``after``: the key's name before and after it)."""
+    return [
+        "BEGIN",
+        f"UPDATE s SET n = n + 1 WHERE {before} % 10 = {i}",
+        alter,
+        f"UPDATE s SET n = n * 2 WHERE {after} % 10 = {i + 1}",
+        "COMMIT",
+    ]
+
+
+def rename_step(i: int) -> list[str]:
+    """Step ``i`` of a rename chain on ``s``: a -> a0 -> a1 ..., the key id -> k at step 1."""
+    alter = f"ALTER TABLE s RENAME COLUMN {'a' if i == 0 else f'a{i - 1}'} TO a{i}"
+    alter += "; ALTER TABLE s RENAME COLUMN id TO k" if i == 1 else ""
+    return _altering_transaction(i, alter, "id" if i <= 1 else "k", "id" if i < 1 else "k")
+
+
 @pytest.mark.parametrize("kind", ["retype", "rename"])
 def test_kill9_around_retypes(pg_dsn: str, store_path: Path, tmp_path: Path, kind: str) -> None:
     """Capture in a child killed -9 at random moments while retypes or renames (in
@@ -646,22 +665,12 @@ def test_kill9_around_retypes(pg_dsn: str, store_path: Path, tmp_path: Path, kin
     try:
         for i, ty in enumerate(types):
             time.sleep(rng.uniform(0.2, 0.8))
-            before = after = "id"
             if kind == "retype":
                 key = ", ALTER COLUMN id TYPE bigint" if i == 1 else ""
                 alter = f"ALTER TABLE s ALTER COLUMN a TYPE {ty} USING a::{ty}{key}"
-            else:  # a, then a0, a1, ...: the value column renamed each time, the key once
-                alter = f"ALTER TABLE s RENAME COLUMN {'a' if i == 0 else f'a{i - 1}'} TO a{i}"
-                alter += "; ALTER TABLE s RENAME COLUMN id TO k" if i == 1 else ""
-                before, after = ("id" if i <= 1 else "k"), ("id" if i < 1 else "k")
-            execute(
-                pg_dsn,
-                "BEGIN",
-                f"UPDATE s SET n = n + 1 WHERE {before} % 10 = {i}",
-                alter,
-                f"UPDATE s SET n = n * 2 WHERE {after} % 10 = {i + 1}",
-                "COMMIT",
-            )
+                execute(pg_dsn, *_altering_transaction(i, alter, "id", "id"))
+            else:
+                execute(pg_dsn, *rename_step(i))
             points.append((insert_lsn(conn), pg_state(conn, "public.s")))
             time.sleep(rng.uniform(0.05, 0.5))
             os.kill(proc.pid, signal.SIGKILL)
