@@ -48,8 +48,8 @@ class TableInfo:
     versions: int
     live_rows: int
     current: TableSchema | None = None
-    """The table's live version as the store holds it, columns in the source's order, when
-    the store knows that order (column numbers); capture resumes from it."""
+    """The table's live version as the store holds it; columns in the source's order when
+    each has its number (``Column.number``), which capture resumes from."""
 
     @property
     def qualified(self) -> str:

@@ -105,6 +105,8 @@ class Capture:
         self.confirmed = 0
         self._last_flush = time.monotonic()
         self._cur: psycopg2.extras.ReplicationCursor | None = None
+        self._recreated: dict[str, int] = {}
+        """Tables created again under a captured name: the LSN after which to take them."""
 
     def stop(self) -> None:
         """Ask ``run`` to write what it holds and return (safe from a signal handler)."""
@@ -173,13 +175,16 @@ class Capture:
         self.decoder.known = {
             (t.schema, t.name): t.current
             for t in self.store.tables()
-            if t.source == cfg.source and t.current is not None
+            if t.source == cfg.source
+            and t.current is not None
+            and all(c.number is not None for c in t.current.columns)
         }
         for name, lsn in pos.get("tables", {}).items():
             self.decoder.skip_before[name] = int(lsn)
         late = [t for t in tables if t not in self.decoder.skip_before]
         if late:
             self._add_tables(late)
+        self._find_recreated()
         self.cat.ensure_publication(cfg.publication, list(self.decoder.skip_before))
         return self._replication_conn().cursor()  # closed by run()
 
@@ -203,6 +208,7 @@ class Capture:
             now_us = int(time.time() * 1_000_000)
             seq = 0
             schemas = [self.cat.schema_of(t) for t in tables]
+            relids = self.cat.relids(tables, conn)
             for schema in schemas:
                 cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in schema.columns)
                 cur = conn.cursor(name=f"rowback_snap_{schema.name}"[:60])
@@ -238,6 +244,9 @@ class Capture:
                 self._write_snapshot(batch, schema)
                 cur.close()
                 self.position["tables"][schema.qualified] = lsn
+                self.position.setdefault("relids", {})[schema.qualified] = relids.get(
+                    schema.qualified
+                )
                 self.decoder.skip_before[schema.qualified] = lsn
             self.store.write([], self.cfg.source, self.position, schemas=schemas)
         finally:
@@ -273,6 +282,42 @@ class Capture:
         finally:
             repl.close()
         self.status.tables = sorted(self.decoder.skip_before)
+
+    def _find_recreated(self) -> None:
+        """Note captured tables that were dropped or renamed and created again under their
+        name since (another OID): PostgreSQL sends nothing for either, and the new table is
+        not in the publication. Each is taken over once the stream has passed this moment,
+        so the old table's changes still in the stream are stored first."""
+        recorded: dict[str, int | None] = self.position.setdefault("relids", {})
+        for name, oid in self.cat.relids(self.decoder.skip_before).items():
+            was = recorded.get(name)
+            if was is None:
+                recorded[name] = oid  # a store from before OIDs were kept
+            elif was != oid and name not in self._recreated:
+                self._recreated[name] = self.cat.current_lsn()
+
+    def _take_over(self, names: list[str]) -> None:
+        """The tables ``names`` are new tables under old names: what the store holds under
+        each ends here (a TRUNCATE, history kept), and the new one is snapshotted."""
+        for name in names:
+            del self._recreated[name]
+        self._flush()
+        self.cat.ensure_publication(self.cfg.publication, names)
+        held = {t.qualified: t.current for t in self.store.tables() if t.source == self.cfg.source}
+        repl = self._replication_conn()
+        try:
+            cur = repl.cursor()
+            cp, snap = self._create_slot(cur, f"{self.cfg.slot}_add_{os.getpid()}", temporary=True)
+            now_us = int(time.time() * 1_000_000)
+            ends = [
+                Change(old, Op.TRUNCATE, None, None, None, now_us, 0, cp, 0)
+                for name in names
+                if (old := held.get(name)) is not None
+            ]
+            self.store.write(ends, self.cfg.source, self.position)
+            self._snapshot(names, snap, cp)
+        finally:
+            repl.close()
 
     # -- streaming -------------------------------------------------------------------
 
@@ -313,18 +358,25 @@ class Capture:
                             self.position["lsn"] = cur.wal_end
                         # a brief lull between transactions is not a reason to write:
                         # fixed costs per write dominate when they come every few ms
+                        due = [n for n, at in self._recreated.items() if cur.wal_end >= at]
+                        if due:
+                            self._take_over(due)
                         done = target is not None and cur.wal_end >= target
                         if done or time.monotonic() - self._last_flush > cfg.flush_interval:
                             self._flush()
                         if done:
                             break
-                        if cfg.tables is None and time.monotonic() > next_scan:
+                        if time.monotonic() > next_scan:
                             next_scan = time.monotonic() + cfg.rescan_interval
-                            new = [
-                                t for t in self.cat.pk_tables() if t not in self.decoder.skip_before
-                            ]
-                            if new:
-                                self._add_tables(new)
+                            if cfg.tables is None:
+                                new = [
+                                    t
+                                    for t in self.cat.pk_tables()
+                                    if t not in self.decoder.skip_before
+                                ]
+                                if new:
+                                    self._add_tables(new)
+                            self._find_recreated()
                     elif time.monotonic() - self._last_flush > cfg.flush_interval:
                         self._flush(tx)
                     cur.send_feedback(  # type: ignore[no-untyped-call]

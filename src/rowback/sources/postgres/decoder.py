@@ -53,12 +53,16 @@ class Decoder:
             or self.known.get((msg.namespace, msg.name))
         )
         keys = self.key_names(msg.relid)
-        if not keys <= {c.name for c in msg.columns}:
-            # The catalog is ahead of this version (a key renamed since): the relation's
-            # own flags mark the replica identity, the key unless it is FULL.
+        names = {c.name for c in msg.columns}
+        if not keys or not keys <= names:
+            # The catalog is ahead of this version (the table dropped, or a key renamed
+            # since): the relation's own flags mark the replica identity, the key unless it
+            # is FULL; else the key of the version before.
             flagged = {c.name for c in msg.columns if c.key}
             if flagged and len(flagged) < len(msg.columns):
                 keys = flagged
+            elif old is not None:
+                keys = {c.name for c in old.columns if c.key} & names or keys
         cols = tuple(
             Column(c.name, self.type_name(c.type_oid, c.typmod), c.name in keys)
             for c in msg.columns

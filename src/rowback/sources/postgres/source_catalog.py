@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg2
@@ -79,6 +80,25 @@ class SourceCatalog:
         """Every table with a primary key, as ``schema.table``: ordinary tables and
         partitioned tables (whose partitions are captured as part of them)."""
         return [f"{s}.{t}" for s, t in self.query(_PK_TABLES)]
+
+    def relids(self, names: Iterable[str], conn: Any = None) -> dict[str, int]:
+        """The OIDs of the tables ``names`` (``schema.table``) that exist now (or in the
+        snapshot ``conn`` reads): a table dropped or renamed and created again under the
+        same name has another."""
+        wanted = list(names)
+        if not wanted:
+            return {}
+        q = (
+            "SELECT n, to_regclass(format('%%I.%%I', split_part(n, '.', 1), "
+            "substr(n, length(split_part(n, '.', 1)) + 2)))::oid FROM unnest(%s::text[]) n"
+        )
+        if conn is not None:
+            with conn.cursor() as c:
+                c.execute(q, [wanted])
+                rows = c.fetchall()
+        else:
+            rows = self.query(q, [wanted])
+        return {str(n): int(oid) for n, oid in rows if oid is not None}
 
     def schema_of(self, name: str) -> TableSchema:
         """The current columns of ``schema.table`` as a :class:`TableSchema`."""

@@ -474,11 +474,13 @@ def _tx_runs(batch: ChangeBatch, pos: int) -> pa.Table:
 
 
 def _current(t: Table) -> TableSchema | None:
-    """``t``'s live version in the source's column order, if every column has a number."""
+    """``t``'s live version: in the source's column order when every column has a number,
+    else in the store's."""
     alive = t.alive
-    if not alive or any(c.number is None for c in alive):
+    if not alive:
         return None
-    cols = sorted(alive, key=lambda c: c.number or 0)
+    numbered = all(c.number is not None for c in alive)
+    cols = sorted(alive, key=lambda c: c.number or 0) if numbered else alive
     return TableSchema(
         t.source,
         t.schema,
