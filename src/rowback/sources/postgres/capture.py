@@ -185,7 +185,12 @@ class Capture:
         if late:
             self._add_tables(late)
         self._find_recreated()
-        self.cat.ensure_publication(cfg.publication, list(self.decoder.skip_before))
+        # only tables there now: a captured table dropped since cannot be added, and one
+        # created again without a primary key must not be (its writes would then fail)
+        present = set(self.cat.pk_tables())
+        self.cat.ensure_publication(
+            cfg.publication, [t for t in self.decoder.skip_before if t in present]
+        )
         return self._replication_conn().cursor()  # closed by run()
 
     def _create_slot(
@@ -289,11 +294,18 @@ class Capture:
         not in the publication. Each is taken over once the stream has passed this moment,
         so the old table's changes still in the stream are stored first."""
         recorded: dict[str, int | None] = self.position.setdefault("relids", {})
+        published: set[str] | None = None
         for name, oid in self.cat.relids(self.decoder.skip_before).items():
+            if name in self._recreated:
+                continue
             was = recorded.get(name)
-            if was is None:
-                recorded[name] = oid  # a store from before OIDs were kept
-            elif was != oid and name not in self._recreated:
+            if was is None:  # a store from before OIDs were kept: the publication holds
+                if published is None:  # tables by OID, so a new table is not in it
+                    published = self.cat.published(self.cfg.publication) or set()
+                if name in published:
+                    recorded[name] = oid
+                    continue
+            if was != oid:
                 self._recreated[name] = self.cat.current_lsn()
 
     def _take_over(self, names: list[str]) -> None:
@@ -302,8 +314,25 @@ class Capture:
         for name in names:
             del self._recreated[name]
         self._flush()
-        self.cat.ensure_publication(self.cfg.publication, names)
+        present = set(self.cat.pk_tables())
         held = {t.qualified: t.current for t in self.store.tables() if t.source == self.cfg.source}
+        gone = [n for n in names if n not in present]
+        if gone:
+            # dropped again, or created without a primary key: not capturable; its rows
+            # under the name end here, and its OID is noted so this is done once
+            now_us = int(time.time() * 1_000_000)
+            lsn = self.cat.current_lsn()
+            self.position["relids"].update(self.cat.relids(gone))
+            ends = [
+                Change(old, Op.TRUNCATE, None, None, None, now_us, 0, lsn, 0)
+                for name in gone
+                if (old := held.get(name)) is not None
+            ]
+            self.store.write(ends, self.cfg.source, self.position)
+            names = [n for n in names if n in present]
+            if not names:
+                return
+        self.cat.ensure_publication(self.cfg.publication, names)
         repl = self._replication_conn()
         try:
             cur = repl.cursor()
