@@ -136,3 +136,26 @@ def test_drop_last_and_add_same_type_is_not_a_rename(pg_dsn: str, store_path: Pa
         ["CREATE TABLE s (id int PRIMARY KEY, a int, b int)", "INSERT INTO s VALUES (1, 10, 100)"],
         ["ALTER TABLE s DROP COLUMN b, ADD COLUMN c int", "INSERT INTO s VALUES (2, 20, 200)"],
     )
+
+
+def test_renames_behind_keep_stored_default(pg_dsn: str, store_path: Path) -> None:
+    """A column added with a default, then renamed twice before capture reads either
+    rename: the catalog knows only the last name, so the default is carried from version
+    to version with the column's number."""
+    _retype_case(
+        pg_dsn,
+        store_path,
+        [
+            "CREATE TABLE s (id int PRIMARY KEY)",
+            "INSERT INTO s VALUES (1), (2)",
+            "ALTER TABLE s ADD COLUMN d int DEFAULT 5",
+            "INSERT INTO s VALUES (3, 6)",
+        ],
+        [
+            "ALTER TABLE s RENAME COLUMN d TO e",
+            "INSERT INTO s VALUES (4, 7)",
+            "ALTER TABLE s RENAME COLUMN e TO f",
+            "INSERT INTO s VALUES (5, 8)",
+        ],
+        ["UPDATE s SET f = 9 WHERE id = 1"],
+    )

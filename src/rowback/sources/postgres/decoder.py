@@ -77,16 +77,11 @@ class Decoder:
         # a new version: ask which columns rows older than them read as a default
         missing = self.missing_values(msg.relid) if self.missing_values else {}
         numbers = self.column_numbers(msg.relid) if self.column_numbers else {}
-        carried = _carried(old, cols)
         cols = tuple(
-            Column(
-                c.name,
-                c.type,
-                c.key,
-                missing.get(c.name),
-                numbers[c.name] if c.name in numbers else carried[i],
-            )
-            for i, c in enumerate(cols)
+            Column(c.name, c.type, c.key, prev.missing, prev.number)
+            if c.name not in numbers and prev is not None
+            else Column(c.name, c.type, c.key, missing.get(c.name), numbers.get(c.name))
+            for c, prev in zip(cols, _carried(old, cols), strict=True)
         )
         target[msg.relid] = TableSchema(self.source, msg.namespace, msg.name, cols)
 
@@ -171,9 +166,9 @@ def _plain(values: po.Tuple) -> list[Text]:
     return [None if v is po.UNCHANGED else v for v in values]  # type: ignore[misc]
 
 
-def _carried(old: TableSchema | None, cols: tuple[Column, ...]) -> list[int | None]:
-    """Column numbers known from the previous version of the relation, by position, for
-    names the catalog no longer has.
+def _carried(old: TableSchema | None, cols: tuple[Column, ...]) -> list[Column | None]:
+    """The columns of the previous version of the relation that ``cols`` continue, by
+    position (their numbers and stored defaults), for names the catalog no longer has.
 
     The catalog is read *now*: a capture behind several renames finds only the last name
     there. pgoutput sends columns in ``attnum`` order and an added column comes last, so
@@ -183,4 +178,7 @@ def _carried(old: TableSchema | None, cols: tuple[Column, ...]) -> list[int | No
     place.)"""
     if old is None or len(old.columns) != len(cols):
         return [None] * len(cols)
-    return [o.number if o.type == c.type else None for o, c in zip(old.columns, cols, strict=True)]
+    return [
+        o if o.type == c.type and o.number is not None else None
+        for o, c in zip(old.columns, cols, strict=True)
+    ]
