@@ -320,15 +320,8 @@ class Capture:
         if gone:
             # dropped again, or created without a primary key: not capturable; its rows
             # under the name end here, and its OID is noted so this is done once
-            now_us = int(time.time() * 1_000_000)
-            lsn = self.cat.current_lsn()
             self.position["relids"].update(self.cat.relids(gone))
-            ends = [
-                Change(old, Op.TRUNCATE, None, None, None, now_us, 0, lsn, 0)
-                for name in gone
-                if (old := held.get(name)) is not None
-            ]
-            self.store.write(ends, self.cfg.source, self.position)
+            self._end_rows([held[n] for n in gone if held.get(n)], self.cat.current_lsn())
             names = [n for n in names if n in present]
             if not names:
                 return
@@ -337,16 +330,16 @@ class Capture:
         try:
             cur = repl.cursor()
             cp, snap = self._create_slot(cur, f"{self.cfg.slot}_add_{os.getpid()}", temporary=True)
-            now_us = int(time.time() * 1_000_000)
-            ends = [
-                Change(old, Op.TRUNCATE, None, None, None, now_us, 0, cp, 0)
-                for name in names
-                if (old := held.get(name)) is not None
-            ]
-            self.store.write(ends, self.cfg.source, self.position)
+            self._end_rows([held[n] for n in names if held.get(n)], cp)
             self._snapshot(names, snap, cp)
         finally:
             repl.close()
+
+    def _end_rows(self, tables: list[TableSchema | None], lsn: int) -> None:
+        """A TRUNCATE at ``lsn`` of each of the store's ``tables`` (their versions as held)."""
+        now_us = int(time.time() * 1_000_000)
+        ends = [Change(t, Op.TRUNCATE, None, None, None, now_us, 0, lsn, 0) for t in tables if t]
+        self.store.write(ends, self.cfg.source, self.position)
 
     # -- streaming -------------------------------------------------------------------
 
