@@ -11,13 +11,11 @@ import time
 from pathlib import Path
 
 from pgcap import assert_same, capture_once, execute, insert_lsn, opened, pg_connect, pg_state
-from test_schema_changes import _every_plan_same
+from test_schema_changes import LATEST, _every_plan_same
 
 from rowback.sources.postgres.capture import Capture, CaptureConfig
 from rowback.store.duckdb import DuckDBStore
 from rowback.when import AtLsn
-
-LATEST = AtLsn(2**63)
 
 
 def test_rebuild_by_rename(pg_dsn: str, store_path: Path) -> None:
