@@ -17,11 +17,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from rowback.errors import RowbackError
+from rowback.errors import BadParameter, RowbackError
+from rowback.filters import Filter
 from rowback.render import write_rows
-from rowback.store.base import Result, Store
+from rowback.store.base import Reader, Result, Store
 from rowback.store.registry import open_store, store_path
-from rowback.when import parse_when
+from rowback.when import Point, parse_when, point_text
 
 EXIT_ERROR, EXIT_USAGE, EXIT_QUARANTINED, EXIT_GAPS = 1, 2, 3, 4
 
@@ -66,6 +67,29 @@ def _reader(store: str | None) -> Iterator[Store]:
 
 def _emit(result: Result, fmt: Fmt) -> None:
     write_rows(sys.stdout, fmt.value, result.columns, result.rows, result.types)
+
+
+def _query(
+    store: str | None,
+    fmt: Fmt,
+    path: str,
+    params: dict[str, Any],
+    offline: Callable[[Reader], Result],
+) -> None:
+    """Print a read: asked of the running service when ``rowback run`` holds the store
+    (the same bytes as offline), else read from the store directly."""
+    from rowback.client import ServiceGone, fetch
+    from rowback.service import read_info
+
+    info = read_info(store_path(store))
+    if info is not None:
+        try:
+            fetch(info, path, params, fmt.value, sys.stdout)
+            return
+        except ServiceGone:
+            pass  # it stopped between the look and the ask: the store is free again
+    with _reader(store) as s:
+        _emit(offline(s), fmt)
 
 
 @app.command()
@@ -130,6 +154,189 @@ def capture(
         typer.echo(f"rowback: gap: {example}", err=True)
     if status.gaps:
         raise typer.Exit(EXIT_GAPS)
+
+
+@app.command()
+def run(
+    source: Annotated[
+        str | None, typer.Option("--source", help="libpq DSN or URL of the database.")
+    ] = None,
+    nats: Annotated[
+        str | None, typer.Option(help="Or: consume Debezium events from NATS JetStream here.")
+    ] = None,
+    redis: Annotated[
+        str | None, typer.Option(help="Or: consume Debezium events from a Redis stream here.")
+    ] = None,
+    stream: Annotated[str | None, typer.Option(help="JetStream stream / Redis stream key.")] = None,
+    subject: Annotated[str | None, typer.Option(help="JetStream subject filter.")] = None,
+    group: Annotated[str, typer.Option(help="Durable consumer / consumer group.")] = "rowback",
+    key: Annotated[
+        list[str] | None,
+        typer.Option(help="Debezium: primary key of a table, schema.table=col1,col2."),
+    ] = None,
+    store: StoreOpt = None,
+    tables: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated schema-qualified tables [default: all with a PK]."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Source name in the store [postgres / debezium].")
+    ] = None,
+    slot: Annotated[str, typer.Option(help="Replication slot to create or reuse.")] = "rowback",
+    publication: Annotated[str, typer.Option(help="Publication to create or reuse.")] = "rowback",
+    batch: Annotated[int, typer.Option(help="Changes per store write.", min=1)] = 20_000,
+    listen: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT to serve the API on [default: 127.0.0.1, a free port]."),
+    ] = None,
+    query_timeout: Annotated[
+        float, typer.Option(help="Seconds a read may run before it is stopped.", min=0.1)
+    ] = 60.0,
+) -> None:
+    """Capture continuously and serve the store over HTTP (REST API) in one process.
+
+    The address and an access token are written to STORE/service.json (mode 0600); the
+    read commands (asof, history, changes, tx, tables, quarantine, status) find the
+    service there and ask it. SIGTERM or Ctrl-C stops it cleanly."""
+    from rowback.api import create_app
+    from rowback.api.context import ServiceContext
+    from rowback.service import run_service
+
+    if sum(x is not None for x in (source, nats, redis)) != 1:
+        raise RowbackError("give one of --source DSN, --nats URL or --redis URL")
+    path = store_path(store)
+    s = open_store(path)
+    try:
+        runner, live, ready = _runner(
+            s,
+            source,
+            nats,
+            redis,
+            stream,
+            subject,
+            group,
+            _parse_keys(key or []),
+            tables,
+            name,
+            slot,
+            publication,
+            batch,
+        )
+
+        def make_app(token: str) -> Any:
+            ctx = ServiceContext(s, token, query_timeout, live=live, ready=ready)
+            return create_app(ctx)
+
+        run_service(path, make_app, runner, listen, lambda m: typer.echo(f"rowback: {m}", err=True))
+    finally:
+        s.close()
+
+
+def _runner(
+    s: Store,
+    source: str | None,
+    nats: str | None,
+    redis: str | None,
+    stream: str | None,
+    subject: str | None,
+    group: str,
+    keys: dict[str, list[str]],
+    tables: str | None,
+    name: str | None,
+    slot: str,
+    publication: str,
+    batch: int,
+) -> tuple[Any, Callable[[], dict[str, dict[str, Any]]], Callable[[], bool]]:
+    """The service's main loop, and what it tells the status routes."""
+    notify = lambda msg: typer.echo(f"rowback: {msg}", err=True)  # noqa: E731
+    if source is not None:
+        from rowback.sources.postgres.capture import CaptureConfig
+        from rowback.sources.postgres.probe import SlotProbe
+        from rowback.sources.postgres.reconnect import ReconnectingCapture
+
+        cfg = CaptureConfig(
+            source,
+            source=name or "postgres",
+            slot=slot,
+            publication=publication,
+            tables=[t.strip() for t in tables.split(",") if t.strip()] if tables else None,
+            batch_size=batch,
+        )
+        cap = ReconnectingCapture(cfg, s, None, notify=notify)
+        probe = SlotProbe(source, slot)
+
+        def live() -> dict[str, dict[str, Any]]:
+            st = cap.status
+            state = "streaming" if cap.streaming else "connecting"
+            facts = probe.facts(st.lsn)
+            return {cfg.source: {"state": state, "lag_s": round(st.lag_s, 3), **facts}}
+
+        return cap, live, lambda: cap.streaming
+    import threading
+
+    if not stream:
+        raise RowbackError("--stream is required with --nats or --redis")
+    stop = threading.Event()
+    label = name or "debezium"
+
+    class StreamRunner:
+        def run(self) -> object:
+            if nats:
+                from rowback.sources.debezium.nats import ingest_nats
+
+                return ingest_nats(
+                    s,
+                    nats,
+                    str(stream),
+                    subject or f"{stream}.>",
+                    durable=group,
+                    source=label,
+                    keys=keys,
+                    stop=stop,
+                )
+            from rowback.sources.debezium.redis import ingest_redis
+
+            assert redis is not None
+            return ingest_redis(
+                s, redis, str(stream), group=group, source=label, keys=keys, stop=stop
+            )
+
+        def stop(self) -> None:
+            stop.set()
+
+    def live_stream() -> dict[str, dict[str, Any]]:
+        return {label: {"state": "stopping" if stop.is_set() else "streaming"}}
+
+    return StreamRunner(), live_stream, lambda: not stop.is_set()
+
+
+@app.command()
+def status(
+    store: StoreOpt = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Offline: also ask this database about the slot."),
+    ] = None,
+    slot: Annotated[str, typer.Option(help="Replication slot capture uses.")] = "rowback",
+    fmt: FmtOpt = Fmt.table,
+) -> None:
+    """Per source: position, last durable write, lag (s, bytes), WAL the slot retains,
+    tables with row counts, quarantined input; asked of the running service if any."""
+    from rowback.views import status_docs, status_result
+
+    def offline(r: Reader) -> Result:
+        live: dict[str, dict[str, Any]] = {}
+        if source:
+            from rowback.sources.postgres.probe import SlotProbe
+
+            for st in r.sources():
+                lsn = int((st.position or {}).get("lsn", 0))
+                if st.position and "lsn" in st.position:
+                    live[st.name] = SlotProbe(source, slot).facts(lsn)
+                    live[st.name]["state"] = "stopped"
+        return status_result(status_docs(r, live))
+
+    _query(store, fmt, "/api/v1/status", {}, offline)
 
 
 @app.command()
@@ -234,20 +441,15 @@ def quarantine(
     fmt: FmtOpt = Fmt.table,
 ) -> None:
     """List inputs that could not be decoded: source, line, error and raw text."""
-    with _reader(store) as s:
-        _emit(s.quarantined(source), fmt)
+    _query(store, fmt, "/api/v1/quarantine", {"source": source}, lambda r: r.quarantined(source))
 
 
 @app.command()
 def tables(store: StoreOpt = None, fmt: FmtOpt = Fmt.table) -> None:
     """List captured tables with their key, columns and live row count."""
-    with _reader(store) as s:
-        rows = [
-            (t.source, t.qualified, ",".join(t.key), ",".join(t.columns), t.versions, t.live_rows)
-            for t in s.tables()
-        ]
-    cols = ["source", "table", "key", "columns", "schema_versions", "live_rows"]
-    write_rows(sys.stdout, fmt.value, cols, rows)
+    from rowback.views import tables_result
+
+    _query(store, fmt, "/api/v1/tables", {}, lambda r: tables_result(r.tables()))
 
 
 @app.command()
@@ -255,15 +457,39 @@ def asof(
     table: Annotated[str, typer.Argument(help="schema.table (a bare name if unique).")],
     at: Annotated[str, typer.Option("--at", help=WHEN_HELP)],
     where: Annotated[
-        str | None, typer.Option(help="SQL filter on the result, e.g. \"status = 'paid'\".")
+        str | None,
+        typer.Option(
+            help="Conditions joined by AND: =, <>, <, <=, >, >=, LIKE, IN (...), IS [NOT] NULL; "
+            "e.g. \"status = 'paid' AND amount > 10\"."
+        ),
     ] = None,
     store: StoreOpt = None,
     fmt: FmtOpt = Fmt.table,
 ) -> None:
     """The whole table (or --where a filter) as it was at a point in time."""
+    from rowback.filters import parse_where
+
     point = parse_when(at)
-    with _reader(store) as s:
-        _emit(s.asof(table, point, where), fmt)
+    filters = parse_where(where) if where else []
+    try:
+        _asof(table, point, filters, store, fmt)
+    except BadParameter as e:
+        if e.param != "filter":
+            raise
+        raise BadParameter("--where", f"--where {where!r}: {e}") from None
+
+
+def _asof(table: str, point: Point, filters: list[Filter], store: str | None, fmt: Fmt) -> None:
+    from urllib.parse import quote
+
+    params = {"at": point_text(point), "filter": [f.as_param() for f in filters]}
+    _query(
+        store,
+        fmt,
+        f"/api/v1/tables/{quote(table, safe='')}/asof",
+        params,
+        lambda r: r.asof(table, point, filters),
+    )
 
 
 @app.command()
@@ -277,8 +503,15 @@ def history(
     fmt: FmtOpt = Fmt.table,
 ) -> None:
     """Every version of one row: time, txid, LSN, operation, before, after, changed columns."""
-    with _reader(store) as s:
-        _emit(s.history(table, key), fmt)
+    from urllib.parse import quote
+
+    _query(
+        store,
+        fmt,
+        f"/api/v1/tables/{quote(table, safe='')}/history",
+        {"key": key},
+        lambda r: r.history(table, key),
+    )
 
 
 @app.command()
@@ -293,19 +526,26 @@ def changes(
     """The change log, in commit order."""
     lo = parse_when(since) if since else None
     hi = parse_when(until) if until else None
-    with _reader(store) as s:
-        _emit(s.changes(table, lo, hi, txid), fmt)
+    params = {
+        "table": table,
+        "since": point_text(lo) if lo else None,
+        "until": point_text(hi) if hi else None,
+        "txid": txid,
+    }
+    _query(store, fmt, "/api/v1/changes", params, lambda r: r.changes(table, lo, hi, txid))
 
 
 @app.command()
 def tx(
     txid: Annotated[int, typer.Argument(help="Transaction id (txid / xid).")],
+    source: Annotated[
+        str | None, typer.Option(help="The source the txid is of (when several have it).")
+    ] = None,
     store: StoreOpt = None,
     fmt: FmtOpt = Fmt.table,
 ) -> None:
     """Everything one transaction did, with before and after images."""
-    with _reader(store) as s:
-        _emit(s.tx(txid), fmt)
+    _query(store, fmt, f"/api/v1/tx/{txid}", {"source": source}, lambda r: r.tx(txid, source))
 
 
 @app.command()

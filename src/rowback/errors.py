@@ -5,3 +5,16 @@ from __future__ import annotations
 
 class RowbackError(Exception):
     """An expected failure with a one-line message for the user."""
+
+
+class BadParameter(RowbackError):
+    """A value the caller gave is wrong; ``param`` names it (``--where``, ``at``, ``key``),
+    so the CLI and the API can both say which one."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class NotFound(RowbackError):
+    """What was asked for is not in the store (a table, a transaction)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 import math
 import re
@@ -113,6 +114,7 @@ def write_rows(
     types: Mapping[str, str] = _NO_TYPES,
     *,
     table_limit: int = TABLE_ROW_LIMIT,
+    width: int | None = None,
 ) -> int:
     """Write ``rows`` to ``out`` as ``fmt`` (one of FORMATS); return how many were written.
 
@@ -129,13 +131,40 @@ def write_rows(
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt != "table":
+        pieces = 0
+        for text in iter_text(fmt, columns, rows, types):
+            out.write(text)
+            pieces += 1
+        return pieces - 1 if fmt == "csv" else pieces  # a CSV's first line is its header
+    converters = [_converter(types.get(name)) for name in columns]
+    numeric = [types.get(name) == "numeric" for name in columns]
+    return _write_table(out, columns, converters, numeric, rows, table_limit, width)
+
+
+def iter_text(
+    fmt: str,
+    columns: list[str],
+    rows: Iterable[Sequence[object]],
+    types: Mapping[str, str] = _NO_TYPES,
+    *,
+    width: int | None = None,
+) -> Iterator[str]:
+    """``rows`` as ``fmt`` in pieces, lazily: what ``write_rows`` writes, for a server to
+    stream. Besides FORMATS, ``document`` is one JSON object with columns and rows."""
     converters = [_converter(types.get(name)) for name in columns]
     if fmt == "json":
-        return _write_json(out, columns, converters, rows)
+        return _json_lines(columns, converters, rows)
+    if fmt == "document":
+        return _json_document(columns, converters, rows)
     if fmt == "csv":
-        return _write_csv(out, columns, converters, rows)
+        return _csv_lines(columns, converters, rows)
+    if fmt != "table":
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    buf = io.StringIO()
     numeric = [types.get(name) == "numeric" for name in columns]
-    return _write_table(out, columns, converters, numeric, rows, table_limit)
+    _write_table(buf, columns, converters, numeric, rows, TABLE_ROW_LIMIT, width)
+    return iter([buf.getvalue()])
 
 
 # --- value conversion ---------------------------------------------------------------------
@@ -442,15 +471,25 @@ def _converted(
         yield [convert(value) for convert, value in zip(converters, row, strict=True)]
 
 
-def _write_json(
-    out: TextIO, columns: list[str], converters: list[Converter], rows: Iterable[Sequence[object]]
-) -> int:
-    """Write JSON Lines, one object per row, streaming."""
-    count = 0
+def _json_lines(
+    columns: list[str], converters: list[Converter], rows: Iterable[Sequence[object]]
+) -> Iterator[str]:
+    """JSON Lines, one object per row, streaming."""
     for values in _converted(columns, converters, rows):
-        out.write(orjson.dumps(dict(zip(columns, values, strict=True))).decode("utf-8") + "\n")
-        count += 1
-    return count
+        yield orjson.dumps(dict(zip(columns, values, strict=True))).decode("utf-8") + "\n"
+
+
+def _json_document(
+    columns: list[str], converters: list[Converter], rows: Iterable[Sequence[object]]
+) -> Iterator[str]:
+    """One JSON object ``{"columns": [...], "rows": [{...}, ...]}``, streamed a row at a
+    time (never built whole)."""
+    yield '{"columns":' + orjson.dumps(columns).decode("utf-8") + ',"rows":['
+    sep = ""
+    for values in _converted(columns, converters, rows):
+        yield sep + orjson.dumps(dict(zip(columns, values, strict=True))).decode("utf-8")
+        sep = ","
+    yield "]}\n"
 
 
 def _scalar_text(value: object) -> str:
@@ -462,17 +501,29 @@ def _scalar_text(value: object) -> str:
     return orjson.dumps(value).decode("utf-8")
 
 
-def _write_csv(
-    out: TextIO, columns: list[str], converters: list[Converter], rows: Iterable[Sequence[object]]
-) -> int:
-    """Write a header and one CSV line per row, streaming; NULL is an empty field."""
-    writer = csv.writer(out, lineterminator="\n")
+class _Line:
+    """A file-like that hands back what csv.writer wrote for one row."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+
+def _csv_lines(
+    columns: list[str], converters: list[Converter], rows: Iterable[Sequence[object]]
+) -> Iterator[str]:
+    """A header and one CSV line per row, streaming; NULL is an empty field."""
+    line = _Line()
+    writer = csv.writer(line, lineterminator="\n")
     writer.writerow(columns)
-    count = 0
+    yield line.text
     for values in _converted(columns, converters, rows):
+        line.text = ""
         writer.writerow([_scalar_text(v) for v in values])
-        count += 1
-    return count
+        yield line.text
 
 
 def _cell(value: object) -> Text:
@@ -497,6 +548,7 @@ def _write_table(
     numeric: list[bool],
     rows: Iterable[Sequence[object]],
     limit: int,
+    width: int | None = None,
 ) -> int:
     """Print a rich table of the first ``limit`` rows and say how many more were left out."""
     iterator = iter(rows)
@@ -511,7 +563,7 @@ def _write_table(
         )
     for row in shown:
         table.add_row(*(_cell(v) for v in row))
-    console = _console(out)
+    console = _console(out, width)
     console.print(table)
     if omitted:
         noun = "row" if omitted == 1 else "rows"
@@ -521,15 +573,16 @@ def _write_table(
     return len(shown)
 
 
-def _console(out: TextIO) -> Console:
-    """A rich console writing to ``out``: terminal width on a tty, NON_TTY_WIDTH otherwise."""
+def _console(out: TextIO, width: int | None = None) -> Console:
+    """A rich console writing to ``out``: ``width`` if given, else the terminal's width on
+    a tty, NON_TTY_WIDTH otherwise."""
     try:
         tty = out.isatty()
     except (AttributeError, ValueError):
         tty = False
     return Console(
         file=out,
-        width=None if tty else NON_TTY_WIDTH,
+        width=width if width is not None else None if tty else NON_TTY_WIDTH,
         force_jupyter=False,
         highlight=False,
         markup=False,

@@ -80,6 +80,22 @@ class BeforeTx:
 Point = AtTime | AtLsn | BeforeTx
 
 
+def point_text(point: Point) -> str:
+    """``point`` as WHEN text that reads back to it exactly: a relative time resolved on
+    this clock, so a service asked for it answers for the same instant.
+
+    >>> point_text(AtTime(datetime(2026, 11, 25, 9, 0, 0, 1, tzinfo=UTC)))
+    '2026-11-25T09:00:00.000001+00:00'
+    >>> parse_when(point_text(AtLsn(23803720)))
+    AtLsn(lsn=23803720)
+    """
+    if isinstance(point, AtTime):
+        return point.ts.isoformat()
+    if isinstance(point, AtLsn):
+        return f"lsn:{format_lsn(point.lsn)}"
+    return f"tx:{point.txid}"
+
+
 def parse_when(text: str, now: datetime | None = None) -> Point:
     """Read a WHEN argument; ``now`` (aware, defaults to the clock) anchors relative times.
 

@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 from rowback.errors import RowbackError
 from rowback.model import Change, Column, Op, Quarantined, TableSchema
-from rowback.store.base import Store
+from rowback.store import registry
+from rowback.store.base import Reader, Store
 from rowback.store.duckdb import DuckDBStore
 from rowback.when import AtLsn, BeforeTx
 
 BACKENDS: dict[str, Callable[[Path], Store]] = {
-    "duckdb": DuckDBStore,
+    **registry.BACKENDS,
+    # variants of the embedded backend: each write path and the checkpoint planner
     "duckdb-rowwise": lambda path: DuckDBStore(path, vectorized=False),
     # checkpoints after nearly every write, so queries start from them
     "duckdb-checkpoints": lambda path: DuckDBStore(path, checkpoint_every=1),
@@ -83,7 +85,7 @@ def ch(
     )
 
 
-def rows(store: Store, table: str, point: Any) -> list[tuple[Any, ...]]:
+def rows(store: Reader, table: str, point: Any) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in store.asof(table, point).rows]
 
 
@@ -314,3 +316,56 @@ def test_tx_with_many_keys_has_before_images(open_store: Callable[..., Store]) -
     assert len(got) == 150
     assert all(r[5]["bal"] == "1.00" and r[6]["bal"] == "0.00" for r in got)
     assert {r[4]["id"] for r in got} == set(range(150))
+
+
+def test_a_snapshot_sees_one_committed_state_and_never_holds_the_writer(
+    open_store: Callable[..., Store],
+) -> None:
+    """Reads in the capturing process: a snapshot taken before a write does not see it,
+    the write commits while the snapshot stays open, a new snapshot sees it."""
+    import threading
+
+    s = open_store()
+    s.write([ch(T1, Op.INSERT, ["1", "a", "1.00"], tx=1, seq=0)], "src", {"lsn": 100})
+    old = s.snapshot()
+    try:
+        assert rows(old.reader, "acct", AtLsn(2**62)) == [(1, "a", Decimal("1.00"))]
+        done = threading.Event()
+
+        def write() -> None:
+            s.write([ch(T1, Op.INSERT, ["2", "b", "2.00"], tx=2, seq=0)], "src", {"lsn": 200})
+            done.set()
+
+        t = threading.Thread(target=write)
+        t.start()
+        assert done.wait(30), "the writer waited for an open snapshot"
+        t.join()
+        assert rows(old.reader, "acct", AtLsn(2**62)) == [(1, "a", Decimal("1.00"))]
+        assert len(list(old.reader.changes("acct").rows)) == 1
+    finally:
+        old.close()
+    new = s.snapshot()
+    try:
+        assert [r[0] for r in rows(new.reader, "acct", AtLsn(2**62))] == [1, 2]
+        assert len(list(new.reader.changes("acct").rows)) == 2
+        (src,) = new.reader.sources()
+        assert src.position == {"lsn": 200} and src.written_at is not None
+    finally:
+        new.close()
+
+
+def test_a_snapshot_past_its_time_limit_is_interrupted(open_store: Callable[..., Store]) -> None:
+    s = open_store()
+    many = [ch(T1, Op.INSERT, [str(i), "x", "1.00"], tx=1, seq=i) for i in range(1, 3000)]
+    s.write(many, "src", {"lsn": 100})
+    snap = s.snapshot(limit=0.3)
+    try:
+        with pytest.raises(Exception) as e:  # noqa: B017 - the backend's own interrupt error
+            sql = getattr(snap.reader, "sql")  # noqa: B009 - the embedded backend's escape hatch
+            sql(
+                "SELECT count(*) FROM range(100000000) a, range(1000) b "
+                "WHERE (a.range * b.range) % 7 = 3"
+            )
+        assert snap.expired, e.value
+    finally:
+        snap.close()

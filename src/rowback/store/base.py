@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
+from rowback.filters import Filter
 from rowback.model import Change, ChangeBatch, Quarantined, TableSchema, WriteStats
 from rowback.when import Point
 
@@ -56,7 +58,65 @@ class TableInfo:
         return f"{self.schema}.{self.name}"
 
 
-class Store(Protocol):
+@dataclass(frozen=True)
+class SourceState:
+    """What the store holds of one source."""
+
+    name: str
+    position: dict[str, Any] | None
+    written_at: datetime | None
+    """When the store last durably wrote this source's changes and position."""
+    quarantined: int
+
+
+class Reader(Protocol):
+    """The read half of a store: what time travel, the CLI and the API ask."""
+
+    def tables(self) -> list[TableInfo]: ...
+
+    def asof(self, table: str, point: Point, where: Sequence[Filter] = ()) -> Result:
+        """The whole table as it was at ``point``, narrowed by ``where`` (all must hold)."""
+        ...
+
+    def history(self, table: str, key: Sequence[str]) -> Result:
+        """Every version of one row, oldest first, with before and after images."""
+        ...
+
+    def changes(
+        self,
+        table: str | None = None,
+        since: Point | None = None,
+        until: Point | None = None,
+        txid: int | None = None,
+    ) -> Result:
+        """The change log, in commit order."""
+        ...
+
+    def tx(self, txid: int, source: str | None = None) -> Result:
+        """Everything one transaction (of ``source``, when ids clash) did, with before and
+        after images."""
+        ...
+
+    def quarantined(self, source: str | None = None) -> Result: ...
+
+    def sources(self) -> list[SourceState]: ...
+
+
+class Snapshot(Protocol):
+    """A reader on one committed state, apart from the writer (``Store.snapshot``)."""
+
+    @property
+    def reader(self) -> Reader: ...
+
+    @property
+    def expired(self) -> bool:
+        """True once the time limit interrupted it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Store(Reader, Protocol):
     """A shadow store backend."""
 
     capabilities: Capabilities
@@ -105,34 +165,13 @@ class Store(Protocol):
         """Forget all history of these ``schema.table`` names (a snapshot is being redone)."""
         ...
 
-    def tables(self) -> list[TableInfo]: ...
-
-    def asof(self, table: str, point: Point, where: str | None = None) -> Result:
-        """The whole table as it was at ``point``."""
-        ...
-
-    def history(self, table: str, key: Sequence[str]) -> Result:
-        """Every version of one row, oldest first, with before and after images."""
-        ...
-
-    def changes(
-        self,
-        table: str | None = None,
-        since: Point | None = None,
-        until: Point | None = None,
-        txid: int | None = None,
-    ) -> Result:
-        """The change log, in commit order."""
-        ...
-
-    def tx(self, txid: int) -> Result:
-        """Everything one transaction did, with before and after images."""
-        ...
-
     def quarantine(self, items: Sequence[Quarantined]) -> None:
         """Keep inputs that could not be turned into changes."""
         ...
 
-    def quarantined(self, source: str | None = None) -> Result: ...
+    def snapshot(self, limit: float | None = None) -> Snapshot:
+        """A reader apart from the writer on the last committed state; any thread may ask
+        for one while another writes. ``limit``: seconds before its query is cut off."""
+        ...
 
     def close(self) -> None: ...

@@ -21,6 +21,7 @@ from pgcap import (
     scalar,
 )
 
+from rowback.filters import parse_where
 from rowback.when import AtLsn
 
 PAD = "repeat('p', 100)"  # ~130 bytes a row: 1,000 rows are well over 64kB
@@ -28,7 +29,7 @@ PAD = "repeat('p', 100)"  # ~130 bytes a row: 1,000 rows are well over 64kB
 
 def _count(store_path: Path, table: str, where: str | None = None) -> int:
     with opened(store_path) as store:
-        res = store.asof(table, AtLsn(2**63), where)
+        res = store.asof(table, AtLsn(2**63), parse_where(where) if where else ())
         return sum(1 for _ in res.rows)
 
 
@@ -164,11 +165,13 @@ def test_million_row_transaction_with_bounded_memory(
     assert not any((tmp_path / "spill").iterdir())  # spill files are removed after replay
     with opened(store_path) as store:
         for lsn, plus, suffix in ((inserted, 0, ""), (updated, 1, "!")):
-            rows = list(store.asof("public.big", AtLsn(lsn), "id IN (1, 500000, 1000000)").rows)
+            rows = list(
+                store.asof("public.big", AtLsn(lsn), parse_where("id IN (1, 500000, 1000000)")).rows
+            )
             assert sorted(rows) == [
                 (i, i * 2 + plus, f"row {i}{suffix}") for i in (1, 500000, 1000000)
             ]
-            total = store.asof("public.big", AtLsn(lsn), "id > 0")
+            total = store.asof("public.big", AtLsn(lsn), parse_where("id > 0"))
             assert sum(1 for _ in total.rows) == 1_000_000
     conn.close()
 

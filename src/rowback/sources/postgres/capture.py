@@ -112,6 +112,11 @@ class Capture:
         """Ask ``run`` to write what it holds and return (safe from a signal handler)."""
         self._stop = True
 
+    @property
+    def streaming(self) -> bool:
+        """Set up (slot, snapshot) and reading the stream."""
+        return self._cur is not None
+
     # -- set-up ----------------------------------------------------------------------
 
     def _wanted_tables(self) -> list[str]:

@@ -67,6 +67,12 @@ class ReconnectingCapture:
         if self._current is not None:
             self._current.stop()
 
+    @property
+    def streaming(self) -> bool:
+        """A session is reading the stream (not connecting, nor waiting to reconnect)."""
+        current = self._current
+        return current is not None and current.streaming
+
     def run(self) -> CaptureStatus:
         wait, losses, started = FIRST_WAIT, 0, False
         while not self._stop.is_set():

@@ -355,3 +355,19 @@ def load(con: duckdb.DuckDBPyConnection) -> dict[int, Table]:
             ).fetchall()
         ]
     return tables
+
+
+def current_schema(t: Table) -> TableSchema | None:
+    """``t``'s live version: in the source's column order when every column has a number,
+    else in the store's."""
+    alive = t.alive
+    if not alive:
+        return None
+    numbered = all(c.number is not None for c in alive)
+    cols = sorted(alive, key=lambda c: c.number or 0) if numbered else alive
+    return TableSchema(
+        t.source,
+        t.schema,
+        t.name,
+        tuple(Column(c.name, c.pg_type, c.key, c.missing, c.number) for c in cols),
+    )

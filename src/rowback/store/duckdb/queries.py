@@ -16,7 +16,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from rowback.errors import RowbackError
+from rowback.errors import BadParameter, NotFound, RowbackError
+from rowback.filters import SQL_SYMBOL, Filter
+from rowback.filters import Op as FilterOp
 from rowback.model import Op
 from rowback.render import to_json_value
 from rowback.store.base import Result
@@ -41,7 +43,7 @@ def resolve(tables: Iterable[Table], name: str) -> Table:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise RowbackError(f"no captured table {name!r} in the store (see `rowback tables`)")
+        raise NotFound(f"no captured table {name!r} in the store (see `rowback tables`)")
     names = ", ".join(sorted(f"{t.source}:{t.qualified}" for t in found))
     raise RowbackError(f"table name {name!r} is ambiguous: {names}")
 
@@ -63,7 +65,7 @@ def bound(con: duckdb.DuckDBPyConnection, point: Point) -> int:
             ).fetchall()
         )
         if got is None or got[0] is None:
-            raise RowbackError(f"transaction {point.txid} is not in the store")
+            raise NotFound(f"transaction {point.txid} is not in the store")
     else:  # pragma: no cover - Point is a closed union
         raise TypeError(point)
     return int(got[0]) if got and got[0] is not None else 0
@@ -77,7 +79,7 @@ def asof(
     con: duckdb.DuckDBPyConnection,
     t: Table,
     point: Point,
-    where: str | None = None,
+    where: Sequence[Filter] = (),
     plan: str | None = None,
 ) -> Result:
     """The whole table at ``point``, by the cheapest plan (``plan`` forces one, for tests)."""
@@ -90,16 +92,54 @@ def asof(
         choices = [p for p in choices if p.name == plan]
         if not choices:
             raise RowbackError(f"plan {plan!r} cannot answer {t.qualified} at position {b}")
-    # --where and the order see the typed columns; only what is returned is rendered
+    # filters and the order see the typed columns; only what is returned is rendered
     name = t.name
     outs = ", ".join(f"{c.physical.output(f'{name}.{_q(c)}')} AS {_q(c)}" for c in order)
-    sql = f"SELECT {outs} FROM ({choices[0].sql}) AS {name}" + (f" WHERE {where}" if where else "")
+    cond, params = _conditions(t, name, order, where)
+    sql = f"SELECT {outs} FROM ({choices[0].sql}) AS {name}" + (f" WHERE {cond}" if cond else "")
     sql += " ORDER BY " + ", ".join(f"{name}.{_q(c)}" for c in keys)
     try:
-        cur = con.execute(sql)
+        cur = con.execute(sql, params)
     except duckdb.Error as e:
-        raise RowbackError(f"--where {where!r}: {str(e).splitlines()[0]}") from None
+        shown = " AND ".join(f.as_param() for f in where)
+        raise BadParameter("filter", f"{shown}: {str(e).splitlines()[0]}") from None
     return Result([c.name for c in order], _fetch(cur), _hints(order))
+
+
+def _conditions(
+    t: Table, alias: str, cols: Sequence[PhysColumn], where: Sequence[Filter]
+) -> tuple[str, list[object]]:
+    """SQL for ``where`` over ``alias``'s typed columns, every value a bound parameter."""
+    by_name = {c.name: c for c in cols}
+    parts: list[str] = []
+    params: list[object] = []
+    for f in where:
+        c = by_name.get(f.column)
+        if c is None:
+            names = ", ".join(by_name)
+            raise BadParameter(
+                "filter", f"{t.qualified} has no column {f.column!r} (columns: {names})"
+            )
+        col = f"{alias}.{_q(c)}"
+
+        def bind(value: object) -> str:
+            # numbered, not ``?``: a cast may use its text more than once (BC dates)
+            params.append(value)
+            return f"${len(params)}"
+
+        if f.op is FilterOp.isnull:
+            parts.append(f"{col} IS NULL")
+        elif f.op is FilterOp.notnull:
+            parts.append(f"{col} IS NOT NULL")
+        elif f.op is FilterOp.in_:
+            assert isinstance(f.value, tuple)
+            items = [c.physical.cast(bind(v)) for v in f.value]
+            parts.append(f"{col} IN ({', '.join(items)})" if items else "false")
+        elif f.op is FilterOp.like:
+            parts.append(f"CAST({col} AS VARCHAR) LIKE {bind(f.value)}")
+        else:
+            parts.append(f"{col} {SQL_SYMBOL[f.op]} {c.physical.cast(bind(f.value))}")
+    return " AND ".join(parts), params
 
 
 def _q(c: PhysColumn) -> str:
@@ -188,7 +228,7 @@ def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Res
         key = key[0].split(",")
     if len(key) != len(keys):
         names = ", ".join(c.name for c in keys)
-        raise RowbackError(f"{t.qualified} has key ({names}): give {len(keys)} value(s)")
+        raise BadParameter("key", f"{t.qualified} has key ({names}): give {len(keys)} value(s)")
     try:
         # one query per key generation (a retyped key is a new physical column), and the
         # TRUNCATEs apart: an OR keeps DuckDB from pushing the key filter into the scan
@@ -208,7 +248,7 @@ def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Res
             truncates = con.execute(_version_sql(t, f"_op = {Op.TRUNCATE}")).fetchall()
             rows = sorted(rows + truncates, key=lambda r: r[0])
     except duckdb.ConversionException as e:
-        raise RowbackError(f"--key {','.join(key)}: {str(e).splitlines()[0]}") from None
+        raise BadParameter("key", f"--key {','.join(key)}: {str(e).splitlines()[0]}") from None
     folder = _Folder(t, con)
     out: list[tuple[object, ...]] = []
     state: Row | None = None
@@ -252,9 +292,13 @@ def changes(
     since: Point | None,
     until: Point | None,
     txid: int | None,
+    upto: int | None = None,
 ) -> Result:
-    """The change log across ``tables`` in commit order: what each change wrote."""
+    """The change log across ``tables`` in commit order: what each change wrote (up to
+    position ``upto``: what the caller's snapshot holds)."""
     lo, hi = pos_range(con, since, until)
+    if upto is not None:
+        hi = min(hi, upto)
     where = f"_pos BETWEEN {lo} AND {hi}"
     if txid is not None:
         where += f" AND _txid = {int(txid)}"
@@ -273,13 +317,30 @@ def _change_rows(con: duckdb.DuckDBPyConnection, t: Table, where: str) -> Iterat
         yield (r[0], r[3], r[2], format_lsn(r[1]), t.qualified, op.label, key, written)
 
 
-def tx(con: duckdb.DuckDBPyConnection, tables: list[Table], txid: int) -> Result:
-    """Everything one transaction did, with full before and after images."""
-    ranges = first(
-        con.execute("SELECT min(pos_lo), max(pos_hi) FROM _rb_tx WHERE txid = ?", [txid]).fetchall()
-    )
+def tx(
+    con: duckdb.DuckDBPyConnection, tables: list[Table], txid: int, source: str | None = None
+) -> Result:
+    """Everything one transaction did, with full before and after images. Transaction
+    ids are a source's own (every Debezium snapshot event says 0): ``source`` narrows."""
+    sql = "SELECT min(pos_lo), max(pos_hi), count(DISTINCT source) FROM _rb_tx WHERE txid = ?"
+    args: list[object] = [txid]
+    if source is not None:
+        sql += " AND source = ?"
+        args.append(source)
+    ranges = first(con.execute(sql, args).fetchall())
     if not ranges or ranges[0] is None:
-        raise RowbackError(f"transaction {txid} is not in the store")
+        where = f" of source {source!r}" if source else ""
+        raise NotFound(f"transaction {txid}{where} is not in the store")
+    if source is None and int(ranges[2]) > 1:
+        names = ", ".join(
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT source FROM _rb_tx WHERE txid = ? ORDER BY 1", [txid]
+            ).fetchall()
+        )
+        raise BadParameter(
+            "source", f"transaction {txid} is in more than one source ({names}): give --source"
+        )
     lo, hi = int(ranges[0]), int(ranges[1])
     out: list[tuple[Any, ...]] = []
     for t in tables:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,10 +16,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rowback.errors import RowbackError
-from rowback.model import Change, ChangeBatch, Column, Op, Quarantined, TableSchema, WriteStats
-from rowback.store.base import Capabilities, Result, TableInfo
-from rowback.store.duckdb import catalog, checkpoints, queries, retype, vector, widening
+from rowback.filters import Filter
+from rowback.model import Change, ChangeBatch, Op, Quarantined, TableSchema, WriteStats
+from rowback.store.base import Capabilities, Result, SourceState, TableInfo
+from rowback.store.duckdb import catalog, checkpoints, retype, vector, widening
 from rowback.store.duckdb.catalog import Table, first, unregister
+from rowback.store.duckdb.reader import DuckDBReader, Snapshot
 from rowback.store.duckdb.writer import diff_changes, fetch_head, write_head
 from rowback.when import Point
 
@@ -29,7 +32,8 @@ class DuckDBStore:
     """Shadow store in ``<path>/rowback.duckdb``.
 
     DuckDB allows one writing process per file, so capture owns the store while it runs;
-    readers in other processes open it read-only once capture has stopped.
+    readers in other processes open it read-only once capture has stopped, and readers in
+    the capturing process (``rowback run``) take ``snapshot()``s apart from the writer.
     ``checkpoint_every``: changes to a table between two of its checkpoints (None: the
     larger of 200,000 and its live rows).
     """
@@ -58,10 +62,14 @@ class DuckDBStore:
             if "lock" in msg.lower():
                 raise RowbackError(
                     f"store {self.path} is in use by another process (a running capture?): "
-                    "stop it, or query through it"
+                    "stop it, or capture with `rowback run`, which the read commands ask"
                 ) from None
             raise RowbackError(f"cannot open store {self.path}: {msg}") from None
         self.read_only = read_only
+        # readers' connections are made from this one, never from the writer's, which a
+        # write may be using in another thread
+        self._root = self._con.cursor()
+        self._root_lock = threading.Lock()
         self._open = False  # a bulk transaction left open by write_batch(commit=False)
         if not read_only:
             self._con.execute(catalog.CATALOG_DDL)
@@ -286,35 +294,29 @@ class DuckDBStore:
         )
 
     # -- reading ---------------------------------------------------------------------
+    # Offline (the CLI on a stopped store) reads go through the writer's own connection;
+    # a live service reads through ``snapshot()``, a connection and transaction apart.
+
+    def _reading(self) -> DuckDBReader:
+        return DuckDBReader(self._con, self._tables)
+
+    def snapshot(self, limit: float | None = None) -> Snapshot:
+        """A reader apart from the writer, on one committed state; ``limit``: seconds
+        after which its query is interrupted. Safe to call from any thread."""
+        return Snapshot(self._root, self._root_lock, limit)
 
     def tables(self) -> list[TableInfo]:
-        out = []
-        for t in sorted(self._tables.values(), key=lambda t: (t.source, t.schema, t.name)):
-            live = first(self._con.execute(f"SELECT count(*) FROM {t.head}").fetchall())
-            out.append(
-                TableInfo(
-                    t.source,
-                    t.schema,
-                    t.name,
-                    tuple(c.name for c in t.alive),
-                    tuple(c.name for c in t.key_columns),
-                    len({c.added_pos for c in t.columns} | {c.dropped_pos for c in t.columns})
-                    - (1 if any(c.dropped_pos is None for c in t.columns) else 0),
-                    int(live[0]) if live else 0,
-                    _current(t),
-                )
-            )
-        return out
+        return self._reading().tables()
 
     def table(self, name: str) -> Table:
         """Resolve ``schema.table``, ``source:schema.table`` or a bare unique name."""
-        return queries.resolve(self._tables.values(), name)
+        return self._reading().table(name)
 
-    def asof(self, table: str, point: Point, where: str | None = None) -> Result:
-        return queries.asof(self._con, self.table(table), point, where)
+    def asof(self, table: str, point: Point, where: Sequence[Filter] = ()) -> Result:
+        return self._reading().asof(table, point, where)
 
     def history(self, table: str, key: Sequence[str]) -> Result:
-        return queries.history(self._con, self.table(table), key)
+        return self._reading().history(table, key)
 
     def changes(
         self,
@@ -323,29 +325,23 @@ class DuckDBStore:
         until: Point | None = None,
         txid: int | None = None,
     ) -> Result:
-        tables = [self.table(table)] if table else list(self._tables.values())
-        return queries.changes(self._con, tables, since, until, txid)
+        return self._reading().changes(table, since, until, txid)
 
-    def tx(self, txid: int) -> Result:
-        return queries.tx(self._con, list(self._tables.values()), txid)
+    def tx(self, txid: int, source: str | None = None) -> Result:
+        return self._reading().tx(txid, source)
 
     def quarantined(self, source: str | None = None) -> Result:
-        sql = "SELECT id, source, location, line, error, raw, quarantined_at FROM _rb_quarantine"
-        args: list[object] = []
-        if source:
-            sql += " WHERE source = ?"
-            args.append(source)
-        rows = self._con.execute(sql + " ORDER BY id", args).fetchall()
-        return Result(
-            ["id", "source", "location", "line", "error", "raw", "quarantined_at"],
-            [(*r[:5], r[5].decode("utf-8", "backslashreplace"), r[6]) for r in rows],
-        )
+        return self._reading().quarantined(source)
+
+    def sources(self) -> list[SourceState]:
+        return self._reading().sources()
 
     def sql(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run a read query against the store (tests and benchmarks)."""
         return self._con.execute(query, list(params)).fetchall()
 
     def close(self) -> None:
+        self._root.close()
         self._con.close()
 
     def __enter__(self) -> DuckDBStore:
@@ -470,20 +466,4 @@ def _tx_runs(batch: ChangeBatch, pos: int) -> pa.Table:
         lsn[starts],
         txid[starts],
         ts[starts],
-    )
-
-
-def _current(t: Table) -> TableSchema | None:
-    """``t``'s live version: in the source's column order when every column has a number,
-    else in the store's."""
-    alive = t.alive
-    if not alive:
-        return None
-    numbered = all(c.number is not None for c in alive)
-    cols = sorted(alive, key=lambda c: c.number or 0) if numbered else alive
-    return TableSchema(
-        t.source,
-        t.schema,
-        t.name,
-        tuple(Column(c.name, c.pg_type, c.key, c.missing, c.number) for c in cols),
     )

@@ -1,0 +1,78 @@
+"""The CLI asking a running ``rowback run`` for what it would read from a stopped store.
+
+The service renders in the CLI's format (table at the CLI's width), so what is printed
+is byte for byte what an offline read prints; this module only carries the bytes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import IO
+
+import httpx
+import orjson
+
+from rowback.errors import BadParameter, NotFound, RowbackError
+from rowback.render import NON_TTY_WIDTH
+from rowback.service import ServiceInfo
+
+Params = Mapping[str, str | int | Sequence[str] | None]
+
+TIMEOUT = httpx.Timeout(10.0, read=120.0)
+FORMATS = {"table": "table", "json": "ndjson", "csv": "csv"}
+
+
+class ServiceGone(RowbackError):
+    """Nothing listens where service.json says (it is stopping, or was killed): the store
+    is about to be free, or is already."""
+
+
+def fetch(info: ServiceInfo, path: str, params: Params, fmt: str, out: IO[str]) -> None:
+    """GET ``path`` from the service and copy the rendered answer to ``out``."""
+    query: dict[str, str | int | list[str]] = {"format": FORMATS[fmt]}
+    for k, v in params.items():
+        if v is None:
+            continue
+        query[k] = list(v) if isinstance(v, list | tuple) else v  # type: ignore[assignment]
+    if fmt == "table":
+        query["width"] = _width(out)
+    headers = {"Authorization": f"Bearer {info.token}"}
+    try:
+        with httpx.stream(
+            "GET", info.url + path, params=query, headers=headers, timeout=TIMEOUT
+        ) as r:
+            if r.status_code != 200:
+                raise _problem(r.status_code, r.read())
+            for text in r.iter_text():
+                out.write(text)
+    except httpx.ConnectError as e:
+        raise ServiceGone(f"the service at {info.url} is not answering: {e}") from None
+    except httpx.HTTPError as e:
+        raise RowbackError(f"the service at {info.url} failed to answer: {e}") from None
+    out.flush()
+
+
+def _width(out: IO[str]) -> int:
+    try:
+        tty = out.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return shutil.get_terminal_size().columns if tty else NON_TTY_WIDTH
+
+
+def _problem(status: int, body: bytes) -> RowbackError:
+    """The service's problem+json as the error an offline read would raise."""
+    try:
+        doc = orjson.loads(body)
+        detail = str(doc.get("detail") or doc.get("title"))
+        params = doc.get("invalid-params") or []
+    except (orjson.JSONDecodeError, AttributeError):
+        detail, params = body.decode("utf-8", "replace").strip()[:200], []
+    if status == 404:
+        return NotFound(detail)
+    if status == 400 and params:
+        return BadParameter(str(params[0].get("name", "")), detail)
+    if status == 401:
+        return RowbackError(f"the service refused the token in service.json: {detail}")
+    return RowbackError(detail)

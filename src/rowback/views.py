@@ -1,0 +1,113 @@
+"""Results that the CLI and the API both show, built from what a store reader knows (and,
+for a running service, what its capture knows): one definition, so both print the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from rowback.store.base import Reader, Result, TableInfo
+from rowback.when import format_lsn
+
+TABLE_COLUMNS = ["source", "table", "key", "columns", "schema_versions", "live_rows"]
+
+STATUS_COLUMNS = [
+    "source",
+    "position",
+    "last_write",
+    "lag_s",
+    "lag_bytes",
+    "retained_bytes",
+    "tables",
+    "rows",
+    "quarantined",
+    "state",
+]
+
+
+def tables_result(infos: list[TableInfo]) -> Result:
+    rows = [
+        (t.source, t.qualified, ",".join(t.key), ",".join(t.columns), t.versions, t.live_rows)
+        for t in infos
+    ]
+    return Result(list(TABLE_COLUMNS), rows)
+
+
+def position_text(position: dict[str, Any] | None) -> str | None:
+    """A source position as an operator reads it: ``0/16B3748`` for PostgreSQL, else the
+    recorded fields.
+
+    >>> position_text({"lsn": 23803720})
+    '0/16B3748'
+    >>> position_text({"file": "a.json", "offset": 10})
+    'file=a.json offset=10'
+    """
+    if position is None:
+        return None
+    if "lsn" in position:  # the rest (snapshot progress, a split transaction) is capture's
+        return format_lsn(int(position["lsn"]))
+    return " ".join(f"{k}={_scalar(v)}" for k, v in position.items())
+
+
+def _scalar(v: object) -> str:
+    return v if isinstance(v, str) else orjson.dumps(v).decode()
+
+
+def status_docs(
+    reader: Reader, live: dict[str, dict[str, Any]], now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Per source: position, last durable write, lag, source WAL retained by the slot,
+    tables with live row counts, quarantine count, and state. Fields only a running
+    capture knows are None offline."""
+    now = now or datetime.now(UTC)
+    infos = reader.tables()
+    docs = []
+    states = {s.name: s for s in reader.sources()}
+    for name in sorted(set(states) | set(live)):
+        s = states.get(name)
+        extra = live.get(name, {})
+        tables = {t.qualified: t.live_rows for t in infos if t.source == name}
+        written = s.written_at if s else None
+        docs.append(
+            {
+                "source": name,
+                "position": position_text(s.position if s else None),
+                "last_write": _iso(written) if written else None,
+                "idle_s": round((now - written).total_seconds(), 3) if written else None,
+                "lag_s": extra.get("lag_s"),
+                "lag_bytes": extra.get("lag_bytes"),
+                "slot_retained_bytes": extra.get("slot_retained_bytes"),
+                "tables": tables,
+                "rows": sum(tables.values()),
+                "quarantined": s.quarantined if s else 0,
+                "state": extra.get("state", "stopped"),
+                "error": extra.get("error"),
+            }
+        )
+    return docs
+
+
+def _iso(t: datetime) -> str:
+    """To the millisecond, in UTC: what an operator compares with a log line."""
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def status_result(docs: list[dict[str, Any]]) -> Result:
+    rows = [
+        (
+            d["source"],
+            d["position"],
+            d["last_write"],
+            d["lag_s"],
+            d["lag_bytes"],
+            d["slot_retained_bytes"],
+            d["tables"],
+            d["rows"],
+            d["quarantined"],
+            d["state"],
+        )
+        for d in docs
+    ]
+    return Result(list(STATUS_COLUMNS), rows, {"tables": "row"})
