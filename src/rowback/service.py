@@ -114,7 +114,9 @@ def _remove_info(store: Path, pid: int) -> None:
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before capture starts so a taken port fails at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto given: asyncio sets TCP_NODELAY only on sockets that say IPPROTO_TCP, and
+    # without it every keep-alive response waits ~40 ms on the client's delayed ACK
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from rowback import __version__
 from rowback.api import auth, problems, read, status
@@ -23,16 +21,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.state.ctx = ctx
     problems.install(app)
 
-    @app.middleware("http")
-    async def _token(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        try:
-            auth.check(request, ctx.token)
-        except problems.Problem as p:
-            return problems.response(p, request)
-        return await call_next(request)
-
+    app.add_middleware(auth.TokenGuard, token=ctx.token)
     app.include_router(read.router)
     app.include_router(status.router)
     return app

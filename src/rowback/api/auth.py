@@ -9,25 +9,56 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rowback.api.problems import Problem
+from rowback.api.problems import MEDIA
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 """Probes a supervisor (systemd, Kubernetes) calls without credentials; they say only
 whether the service is up and caught up."""
 
 
-def check(request: Request, token: str) -> None:
-    if request.url.path in OPEN_PATHS:
-        return
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
-        raise Problem(
-            401,
-            "Unauthorized",
-            "missing or wrong access token: send 'Authorization: Bearer <token>' "
-            "(the token is in the store directory's service.json)",
-            headers={"WWW-Authenticate": 'Bearer realm="rowback"'},
+DETAIL = (
+    "missing or wrong access token: send 'Authorization: Bearer <token>' "
+    "(the token is in the store directory's service.json)"
+)
+
+
+class TokenGuard:
+    """Pure ASGI middleware (no body re-streaming, unlike Starlette's BaseHTTPMiddleware):
+    a request without the token gets a 401 problem and never reaches a route."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._ok(scope):
+            await self.app(scope, receive, send)
+            return
+        body = orjson.dumps(
+            {
+                "type": "about:blank",
+                "title": "Unauthorized",
+                "status": 401,
+                "detail": DETAIL,
+                "instance": scope["path"],
+            }
         )
+        headers = [
+            (b"content-type", MEDIA.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", b'Bearer realm="rowback"'),
+        ]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _ok(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, given = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(
+                    given.strip(), self.token
+                )
+        return False

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rowback.store.base import Snapshot, Store
+
+READ_SLOTS = 2
+"""Reads running at once. Capture shares the process (and Python's GIL) with them: on a
+small machine, many concurrent reads would starve it, so the rest wait their turn."""
 
 
 @dataclass
@@ -19,6 +24,10 @@ class ServiceContext:
     """Per source, what only the running capture knows (lag, source WAL, readiness)."""
     ready: Callable[[], bool] = lambda: True
     """Whether capture has started streaming (its snapshot is done)."""
+
+    slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(READ_SLOTS)
+    )
 
     def snapshot(self) -> Snapshot:
         return self.store.snapshot(self.query_limit)

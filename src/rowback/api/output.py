@@ -11,11 +11,12 @@ import logging
 from collections.abc import Iterator
 from enum import StrEnum
 from itertools import chain, islice
+from typing import Protocol
 
 from fastapi.responses import StreamingResponse
 
 from rowback.render import iter_text
-from rowback.store.base import Result, Snapshot
+from rowback.store.base import Result
 
 log = logging.getLogger("rowback.api")
 
@@ -50,7 +51,11 @@ def negotiate(fmt: Format | None, accept: str | None) -> Format:
     return Format.json
 
 
-def stream(result: Result, fmt: Format, snapshot: Snapshot, width: int | None) -> StreamingResponse:
+class Closing(Protocol):
+    def close(self) -> None: ...
+
+
+def stream(result: Result, fmt: Format, snapshot: Closing, width: int | None) -> StreamingResponse:
     """Stream ``result``; ``snapshot`` (whose transaction the rows are read in) is closed
     when the last chunk is sent or the client goes away. The first row is read before
     answering, so an error in the query is still a problem response, not a cut stream."""
@@ -61,7 +66,7 @@ def stream(result: Result, fmt: Format, snapshot: Snapshot, width: int | None) -
     return StreamingResponse(_chunks(pieces, snapshot), media_type=media)
 
 
-def _chunks(pieces: Iterator[str], snapshot: Snapshot) -> Iterator[bytes]:
+def _chunks(pieces: Iterator[str], snapshot: Closing) -> Iterator[bytes]:
     buf: list[str] = []
     size = 0
     try:
@@ -76,8 +81,7 @@ def _chunks(pieces: Iterator[str], snapshot: Snapshot) -> Iterator[bytes]:
     except Exception:
         # the status line is sent: all that is left is to cut the stream, which the
         # client sees as an incomplete response, never as a short but valid one
-        why = "its time limit" if snapshot.expired else "an error"
-        log.exception("stream cut off by %s", why)
+        log.exception("stream cut off (an error, or the query's time limit)")
         raise
     finally:
         snapshot.close()

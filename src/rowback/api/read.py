@@ -43,21 +43,48 @@ def answer(
     accept: str | None,
     query: Callable[[Reader], Result],
 ) -> StreamingResponse:
-    """Run ``query`` on a fresh snapshot and stream its rows."""
+    """Run ``query`` on a fresh snapshot and stream its rows; at most ``READ_SLOTS`` at
+    once, the slot held until the last row is sent."""
     ctx = _ctx(request)
-    snap = ctx.snapshot()
+    if not ctx.slots.acquire(timeout=ctx.query_limit):
+        raise Problem(
+            503, "Busy", "every read slot stayed busy; try again", headers={"Retry-After": "1"}
+        )
     try:
-        return stream(query(snap.reader), negotiate(fmt, accept), snap, width)
-    except duckdb.InterruptException:
+        snap = ctx.snapshot()
+    except BaseException:
+        ctx.slots.release()
+        raise
+
+    def end() -> None:
         snap.close()
+        ctx.slots.release()
+
+    done = _Once(end)
+    try:
+        return stream(query(snap.reader), negotiate(fmt, accept), done, width)
+    except duckdb.InterruptException:
+        done.close()
         raise Problem(
             503,
             "Query time limit",
             f"the query ran past its time limit of {ctx.query_limit:g} s and was stopped",
         ) from None
     except BaseException:
-        snap.close()
+        done.close()
         raise
+
+
+class _Once:
+    """Ends a read once: the snapshot closed and its slot given back."""
+
+    def __init__(self, end: Callable[[], object]) -> None:
+        self._end: Callable[[], object] | None = end
+
+    def close(self) -> None:
+        end, self._end = self._end, None
+        if end is not None:
+            end()
 
 
 def point(param: str, text: str) -> Point:

@@ -21,7 +21,7 @@ from rowback.model import Change, ChangeBatch, Op, Quarantined, TableSchema, Wri
 from rowback.store.base import Capabilities, Result, SourceState, TableInfo
 from rowback.store.duckdb import catalog, checkpoints, retype, vector, widening
 from rowback.store.duckdb.catalog import Table, first, unregister
-from rowback.store.duckdb.reader import DuckDBReader, Snapshot
+from rowback.store.duckdb.reader import CatalogCache, DuckDBReader, Snapshot
 from rowback.store.duckdb.writer import diff_changes, fetch_head, write_head
 from rowback.when import Point
 
@@ -70,6 +70,7 @@ class DuckDBStore:
         # write may be using in another thread
         self._root = self._con.cursor()
         self._root_lock = threading.Lock()
+        self._catalogs = CatalogCache()
         self._open = False  # a bulk transaction left open by write_batch(commit=False)
         if not read_only:
             self._con.execute(catalog.CATALOG_DDL)
@@ -303,7 +304,7 @@ class DuckDBStore:
     def snapshot(self, limit: float | None = None) -> Snapshot:
         """A reader apart from the writer, on one committed state; ``limit``: seconds
         after which its query is interrupted. Safe to call from any thread."""
-        return Snapshot(self._root, self._root_lock, limit)
+        return Snapshot(self._root, self._root_lock, limit, self._catalogs)
 
     def tables(self) -> list[TableInfo]:
         return self._reading().tables()
