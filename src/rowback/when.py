@@ -9,7 +9,9 @@ AtTime(ts=datetime.datetime(2026, 11, 25, 9, 0, tzinfo=datetime.timezone.utc))
 >>> parse_when("lsn:0/16B3748")
 AtLsn(lsn=23803720)
 >>> parse_when("tx:12345")
-BeforeTx(txid=12345)
+BeforeTx(txid=12345, source=None)
+>>> parse_when("tx:orders-db:12345")
+BeforeTx(txid=12345, source='orders-db')
 >>> parse_when("-1h30m", now=datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
 AtTime(ts=datetime.datetime(2026, 11, 25, 8, 30, tzinfo=datetime.timezone.utc))
 """
@@ -72,9 +74,11 @@ class AtLsn:
 
 @dataclass(frozen=True)
 class BeforeTx:
-    """The state just before the transaction with this id committed."""
+    """The state just before the transaction with this id committed; ``source`` says
+    whose id it is (``tx:SOURCE:TXID``) when several sources share ids."""
 
     txid: int
+    source: str | None = None
 
 
 Point = AtTime | AtLsn | BeforeTx
@@ -93,7 +97,7 @@ def point_text(point: Point) -> str:
         return point.ts.isoformat()
     if isinstance(point, AtLsn):
         return f"lsn:{format_lsn(point.lsn)}"
-    return f"tx:{point.txid}"
+    return f"tx:{point.source}:{point.txid}" if point.source else f"tx:{point.txid}"
 
 
 def parse_when(text: str, now: datetime | None = None) -> Point:
@@ -111,7 +115,8 @@ def parse_when(text: str, now: datetime | None = None) -> Point:
     if lowered.startswith("lsn:"):
         return AtLsn(_lsn_of(text, value[4:]))
     if lowered.startswith("tx:"):
-        return BeforeTx(_txid_of(text, value[3:]))
+        source, _, txid = value[3:].rpartition(":")
+        return BeforeTx(_txid_of(text, txid), source or None)
     if lowered == "now":
         return AtTime(_now(now))
     if lowered.startswith("-") or lowered.endswith(" ago"):

@@ -369,3 +369,24 @@ def test_a_snapshot_past_its_time_limit_is_interrupted(open_store: Callable[...,
         assert snap.expired, e.value
     finally:
         snap.close()
+
+
+def test_transaction_ids_are_scoped_to_their_source(open_store: Callable[..., Store]) -> None:
+    """Two sources may both have a transaction 7 (every Debezium snapshot says 0): tx
+    and tx: points ask which, and answer for the one named."""
+    from rowback.errors import BadParameter, NotFound
+
+    other = TableSchema("other", "public", "acct", T1.columns)
+    s = open_store()
+    s.write([ch(T1, Op.INSERT, ["1", "a", "1.00"], tx=7, seq=0)], "src", {"lsn": 700})
+    s.write([ch(other, Op.INSERT, ["1", "b", "2.00"], tx=7, seq=0)], "other", {"lsn": 700})
+    with pytest.raises(BadParameter, match="more than one source"):
+        s.tx(7)
+    (row,) = s.tx(7, "other").rows
+    assert row[4] == {"id": 1}
+    with pytest.raises(NotFound):
+        s.tx(7, "nosuch")
+    with pytest.raises(BadParameter, match="tx:SOURCE:7"):
+        s.asof("src:public.acct", BeforeTx(7))
+    assert rows(s, "src:public.acct", BeforeTx(7, "src")) == []
+    assert rows(s, "other:public.acct", BeforeTx(7, "other")) == []

@@ -59,13 +59,21 @@ def bound(con: duckdb.DuckDBPyConnection, point: Point) -> int:
             con.execute("SELECT max(pos_hi) FROM _rb_tx WHERE lsn <= ?", [point.lsn]).fetchall()
         )
     elif isinstance(point, BeforeTx):
-        got = first(
-            con.execute(
-                "SELECT min(pos_lo) - 1 FROM _rb_tx WHERE txid = ?", [point.txid]
-            ).fetchall()
-        )
+        sql = "SELECT min(pos_lo) - 1, count(DISTINCT source) FROM _rb_tx WHERE txid = ?"
+        args: list[object] = [point.txid]
+        if point.source is not None:
+            sql += " AND source = ?"
+            args.append(point.source)
+        got = first(con.execute(sql, args).fetchall())
         if got is None or got[0] is None:
-            raise NotFound(f"transaction {point.txid} is not in the store")
+            whose = f" of source {point.source!r}" if point.source else ""
+            raise NotFound(f"transaction {point.txid}{whose} is not in the store")
+        if int(got[1]) > 1:
+            raise BadParameter(
+                "at",
+                f"tx:{point.txid} is a transaction of more than one source: "
+                f"say whose, tx:SOURCE:{point.txid}",
+            )
     else:  # pragma: no cover - Point is a closed union
         raise TypeError(point)
     return int(got[0]) if got and got[0] is not None else 0
