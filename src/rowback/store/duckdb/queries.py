@@ -10,7 +10,7 @@ version is a delete or a TRUNCATE came after it. Values leave SQL through
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -24,28 +24,10 @@ from rowback.render import to_json_value
 from rowback.store.base import Result
 from rowback.store.duckdb import states
 from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table, first, unregister
+from rowback.timetravel import key_values
 from rowback.when import AtLsn, AtTime, BeforeTx, Point, format_lsn
 
 Row = dict[str, object]
-
-
-def resolve(tables: Iterable[Table], name: str) -> Table:
-    """Find a table by ``schema.table`` (or ``source:schema.table``, or a unique bare name)."""
-    source, _, rest = name.rpartition(":")
-    schema, _, rel = rest.rpartition(".")
-    found = [
-        t
-        for t in tables
-        if t.name == rel
-        and (not schema or t.schema == schema)
-        and (not source or t.source == source)
-    ]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise NotFound(f"no captured table {name!r} in the store (see `rowback tables`)")
-    names = ", ".join(sorted(f"{t.source}:{t.qualified}" for t in found))
-    raise RowbackError(f"table name {name!r} is ambiguous: {names}")
 
 
 def bound(con: duckdb.DuckDBPyConnection, point: Point) -> int:
@@ -232,11 +214,7 @@ class _Folder:
 def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Result:
     """Every version of one row, oldest first."""
     keys = t.key_columns
-    if len(key) == 1 and len(keys) > 1:
-        key = key[0].split(",")
-    if len(key) != len(keys):
-        names = ", ".join(c.name for c in keys)
-        raise BadParameter("key", f"{t.qualified} has key ({names}): give {len(keys)} value(s)")
+    key = key_values(t.qualified, [c.name for c in keys], key)
     try:
         # one query per key generation (a retyped key is a new physical column), and the
         # TRUNCATEs apart: an OR keeps DuckDB from pushing the key filter into the scan

@@ -20,6 +20,7 @@ from rowback.filters import Filter
 from rowback.store.base import Result, SourceState, TableInfo
 from rowback.store.duckdb import catalog, queries
 from rowback.store.duckdb.catalog import Table, first
+from rowback.timetravel import resolve
 from rowback.when import Point
 
 
@@ -36,7 +37,7 @@ class DuckDBReader:
 
     def table(self, name: str) -> Table:
         """Resolve ``schema.table``, ``source:schema.table`` or a bare unique name."""
-        return queries.resolve(self._tables.values(), name)
+        return resolve(self._tables.values(), name)
 
     def tables(self) -> list[TableInfo]:
         out = []
