@@ -176,6 +176,9 @@ def ingest(
     keys = _parse_keys(key or [])
     from rowback.sources.debezium import ingest as dbz
 
+    def told(msg: str) -> None:
+        typer.echo(f"rowback: {msg}", err=True)
+
     s = open_store(store_path(store))
     try:
         if nats or redis:
@@ -193,18 +196,21 @@ def ingest(
                     source=name,
                     keys=keys,
                     once=once,
+                    notify=told,
                 )
             else:
                 assert redis is not None
                 from rowback.sources.debezium.redis import ingest_redis
 
                 report = ingest_redis(
-                    s, redis, stream, group=group, source=name, keys=keys, once=once
+                    s, redis, stream, group=group, source=name, keys=keys, once=once, notify=told
                 )
         else:
             if file is None:
                 raise RowbackError("give a FILE (or - for stdin), or --nats/--redis")
-            report = dbz.ingest_file(s, file, source=name, keys=keys, progress=sys.stderr.isatty())
+            report = dbz.ingest_file(
+                s, file, source=name, keys=keys, progress=sys.stderr.isatty(), notify=told
+            )
     finally:
         s.close()
     typer.echo(report.summary(), err=True)
