@@ -238,10 +238,42 @@ def quarantine(
     store: StoreOpt = None,
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
     fmt: FmtOpt = Fmt.table,
+    replay: Annotated[
+        bool, typer.Option("--replay", help="Decode again with --key; store what now decodes.")
+    ] = False,
+    ids: Annotated[
+        list[int] | None, typer.Option("--id", help="With --replay: only these ids (repeatable).")
+    ] = None,
+    key: Annotated[
+        list[str] | None,
+        typer.Option(help="With --replay: primary key of a table, schema.table=col1,col2."),
+    ] = None,
 ) -> None:
-    """List inputs that could not be decoded: source, line, error and raw text."""
-    with _reader(store) as s:
-        _emit(s.quarantined(source), fmt)
+    """List inputs that could not be decoded: source, line, error and raw text; or
+    --replay them (events older than history stored since are refused and stay listed)."""
+    if not replay:
+        if ids or key:
+            raise RowbackError("--id and --key go with --replay")
+        with _reader(store) as s:
+            _emit(s.quarantined(source), fmt)
+        return
+    from rowback.sources.debezium.replay import replay_quarantine
+
+    keys = _parse_keys(key or [])
+    s = open_store(store_path(store))
+    try:
+        report = replay_quarantine(
+            s, source, ids or None, keys, notify=lambda m: typer.echo(f"rowback: {m}", err=True)
+        )
+    finally:
+        s.close()
+    typer.echo(report.summary(), err=True)
+    for line in report.errors:
+        typer.echo(f"rowback: {line}", err=True)
+    if report.failed or report.refused:
+        raise typer.Exit(EXIT_QUARANTINED)
+    if report.gaps:
+        raise typer.Exit(EXIT_GAPS)
 
 
 @app.command()

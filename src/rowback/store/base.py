@@ -68,11 +68,13 @@ class Store(Protocol):
         position: Mapping[str, Any],
         schemas: Sequence[TableSchema] = (),
         quarantine: Sequence[Quarantined] = (),
+        replayed: Sequence[int] = (),
     ) -> WriteStats:
         """Apply ``changes`` in order and record ``position`` for ``source``, atomically.
 
         ``schemas`` registers table versions with no change yet; ``quarantine`` keeps
-        undecodable inputs in the same transaction.
+        undecodable inputs in the same transaction; ``replayed`` names quarantined inputs
+        (by id) that ``changes`` were decoded from, removed in the same transaction.
         """
         ...
 
@@ -134,5 +136,18 @@ class Store(Protocol):
         ...
 
     def quarantined(self, source: str | None = None) -> Result: ...
+
+    def quarantined_items(
+        self, source: str | None = None, ids: Sequence[int] | None = None
+    ) -> list[Quarantined]:
+        """Quarantined inputs with their exact bytes and ids, oldest first (a replay)."""
+        ...
+
+    def newest(self) -> tuple[int, int]:
+        """The largest LSN and commit time (µs since the epoch) stored; (0, 0) if none.
+
+        Time points resolve to the last position at or before them, so a change appended
+        later must not be older than these (``sources.debezium.replay`` checks it)."""
+        ...
 
     def close(self) -> None: ...
