@@ -383,6 +383,9 @@ def ingest(
     keys = _parse_keys(key or [])
     from rowback.sources.debezium import ingest as dbz
 
+    def told(msg: str) -> None:
+        typer.echo(f"rowback: {msg}", err=True)
+
     s = open_store(store_path(store))
     try:
         if nats or redis:
@@ -400,18 +403,21 @@ def ingest(
                     source=name,
                     keys=keys,
                     once=once,
+                    notify=told,
                 )
             else:
                 assert redis is not None
                 from rowback.sources.debezium.redis import ingest_redis
 
                 report = ingest_redis(
-                    s, redis, stream, group=group, source=name, keys=keys, once=once
+                    s, redis, stream, group=group, source=name, keys=keys, once=once, notify=told
                 )
         else:
             if file is None:
                 raise RowbackError("give a FILE (or - for stdin), or --nats/--redis")
-            report = dbz.ingest_file(s, file, source=name, keys=keys, progress=sys.stderr.isatty())
+            report = dbz.ingest_file(
+                s, file, source=name, keys=keys, progress=sys.stderr.isatty(), notify=told
+            )
     finally:
         s.close()
     typer.echo(report.summary(), err=True)
@@ -439,9 +445,43 @@ def quarantine(
     store: StoreOpt = None,
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
     fmt: FmtOpt = Fmt.table,
+    replay: Annotated[
+        bool, typer.Option("--replay", help="Decode again with --key; store what now decodes.")
+    ] = False,
+    ids: Annotated[
+        list[int] | None, typer.Option("--id", help="With --replay: only these ids (repeatable).")
+    ] = None,
+    key: Annotated[
+        list[str] | None,
+        typer.Option(help="With --replay: primary key of a table, schema.table=col1,col2."),
+    ] = None,
 ) -> None:
-    """List inputs that could not be decoded: source, line, error and raw text."""
-    _query(store, fmt, "/api/v1/quarantine", {"source": source}, lambda r: r.quarantined(source))
+    """List inputs that could not be decoded: source, line, error and raw text; or
+    --replay them (events older than history stored since are refused and stay listed)."""
+    if not replay:
+        if ids or key:
+            raise RowbackError("--id and --key go with --replay")
+        _query(
+            store, fmt, "/api/v1/quarantine", {"source": source}, lambda r: r.quarantined(source)
+        )
+        return
+    from rowback.sources.debezium.replay import replay_quarantine
+
+    keys = _parse_keys(key or [])
+    s = open_store(store_path(store))
+    try:
+        report = replay_quarantine(
+            s, source, ids or None, keys, notify=lambda m: typer.echo(f"rowback: {m}", err=True)
+        )
+    finally:
+        s.close()
+    typer.echo(report.summary(), err=True)
+    for line in report.errors:
+        typer.echo(f"rowback: {line}", err=True)
+    if report.failed or report.refused:
+        raise typer.Exit(EXIT_QUARANTINED)
+    if report.gaps:
+        raise typer.Exit(EXIT_GAPS)
 
 
 @app.command()

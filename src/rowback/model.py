@@ -160,6 +160,8 @@ class Quarantined:
     line: int | None
     error: str
     raw: bytes
+    id: int | None = None
+    """Its number in the store's quarantine (None until it is stored)."""
 
 
 @dataclass(slots=True)

@@ -128,11 +128,13 @@ class Store(Reader, Protocol):
         position: Mapping[str, Any],
         schemas: Sequence[TableSchema] = (),
         quarantine: Sequence[Quarantined] = (),
+        replayed: Sequence[int] = (),
     ) -> WriteStats:
         """Apply ``changes`` in order and record ``position`` for ``source``, atomically.
 
         ``schemas`` registers table versions with no change yet; ``quarantine`` keeps
-        undecodable inputs in the same transaction.
+        undecodable inputs in the same transaction; ``replayed`` names quarantined inputs
+        (by id) that ``changes`` were decoded from, removed in the same transaction.
         """
         ...
 
@@ -172,6 +174,19 @@ class Store(Reader, Protocol):
     def snapshot(self, limit: float | None = None) -> Snapshot:
         """A reader apart from the writer on the last committed state; any thread may ask
         for one while another writes. ``limit``: seconds before its query is cut off."""
+        ...
+
+    def quarantined_items(
+        self, source: str | None = None, ids: Sequence[int] | None = None
+    ) -> list[Quarantined]:
+        """Quarantined inputs with their exact bytes and ids, oldest first (a replay)."""
+        ...
+
+    def newest(self) -> tuple[int, int]:
+        """The largest LSN and commit time (µs since the epoch) stored; (0, 0) if none.
+
+        Time points resolve to the last position at or before them, so a change appended
+        later must not be older than these (``sources.debezium.replay`` checks it)."""
         ...
 
     def close(self) -> None: ...

@@ -2,11 +2,14 @@
 
 Accepted shapes: the bare envelope (``{"before", "after", "source", "op"}``), the same
 wrapped as ``{"schema": ..., "payload": ...}`` (Kafka Connect's JSON converter with
-schemas), and Kafka records ``{"key": ..., "value": ...}`` whose key names the primary
-key. Column types come from the schema when there is one, else from the first non-null
-value per column (see ``tables``); either way every value is checked, so a value that
-would not cast in the store is rejected here, one line at a time. Anything wrong raises
-``DecodeError`` naming the field; no other exception escapes for any input.
+schemas), Kafka records ``{"key": ..., "value": ...}`` and kcat's ``-J`` envelope
+(``{"topic", "partition", "offset", ..., "key": "<JSON text>", "payload": "<JSON text>"}``),
+whose key (a record, or JSON text of one, either possibly schema-wrapped) names the
+primary key. Column types come from the schema when there is one, else from the first
+non-null value per column (see ``tables``); either way every value is checked, so a value
+that would not cast in the store is rejected here, one line at a time. Anything wrong with
+the event raises ``DecodeError`` naming the field; the only other exception is ``NoKey``,
+for a table whose key is unknown, which is a missing setting rather than a bad event.
 
 >>> d = Decoder()
 >>> c = d.decode(b'{"op":"c","after":{"id":1,"n":2.5},"source":'
@@ -22,15 +25,15 @@ rowback.sources.debezium.tables.DecodeError: after.id: expected bigint, got stri
 from __future__ import annotations
 
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from rowback.model import Change, Op, Text
-from rowback.sources.debezium.tables import DecodeError, Table, Tables, kind_of
+from rowback.sources.debezium.tables import DecodeError, NoKey, Table, Tables, kind_of
 
-__all__ = ["MAX_LINE", "PLACEHOLDER", "DecodeError", "Decoder", "Oversized"]
+__all__ = ["MAX_LINE", "PLACEHOLDER", "DecodeError", "Decoder", "NoKey", "Oversized"]
 
 PLACEHOLDER = "__debezium_unavailable_value"
 MAX_LINE = 16 * 1024 * 1024
@@ -87,6 +90,36 @@ class _Schemas:
             self.misses += 1
 
 
+def _key_record(key: object) -> dict[str, Any] | None:
+    """A message key as a record of key columns (unwrapping Kafka Connect's schema)."""
+    if key.__class__ is dict and "payload" in key:
+        key = key["payload"]
+    if key is not None and key.__class__ is not dict:
+        raise DecodeError("key", f"expected an object, got {kind_of(key)}")
+    return key
+
+
+def _kcat(doc: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
+    """The key record and the parsed value of a ``kcat -J`` envelope, whose key and
+    payload are JSON text (the payload None for a tombstone)."""
+    parsed: list[Any] = []
+    for name in ("key", "payload"):
+        text = doc.get(name)
+        if text is None:
+            parsed.append(None)
+            continue
+        if text.__class__ is not str:
+            raise DecodeError(name, f"expected JSON text, got {kind_of(text)}")
+        try:
+            parsed.append(orjson.loads(text))
+        except orjson.JSONDecodeError as e:
+            raise DecodeError(name, f"not valid JSON: {e}") from None
+    key, value = parsed
+    if value is not None and value.__class__ is not dict:
+        raise DecodeError("payload", f"expected an object, got {kind_of(value)}")
+    return _key_record(key), value
+
+
 class Oversized(bytes):
     """The first bytes of a line that was longer than the limit (the rest was not read)."""
 
@@ -99,7 +132,7 @@ class Decoder:
     It keeps each table's column types and counts events within a transaction (``seq``),
     so one decoder must see a stream in order; ``state()``/``restore()`` carry both across
     restarts. ``keys`` maps ``schema.table`` to primary-key columns for tables whose
-    events carry neither a key record nor an ``id`` column.
+    events carry no key record (else ``id`` is taken, and ``notify`` told so).
     """
 
     def __init__(
@@ -108,11 +141,12 @@ class Decoder:
         keys: Mapping[str, Sequence[str]] | None = None,
         max_line: int = MAX_LINE,
         placeholder: str = PLACEHOLDER,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         self.source = source
         self.max_line = max_line
         self.placeholder = placeholder
-        self.tables = Tables(source, keys, placeholder)
+        self.tables = Tables(source, keys, placeholder, notify)
         self._ph = placeholder.encode()
         self._ph_b64 = binascii.b2a_base64(self._ph, newline=False).decode()
         self._ph_b64_bytes = self._ph_b64.encode()
@@ -162,16 +196,16 @@ class Decoder:
             raise DecodeError("json", f"expected an object, got {kind_of(doc)}")
         key_rec = None
         if "op" not in doc and "value" in doc:
-            key_rec = doc.get("key")
-            if key_rec.__class__ is dict and "payload" in key_rec:
-                key_rec = key_rec["payload"]
-            if key_rec is not None and key_rec.__class__ is not dict:
-                raise DecodeError("key", f"expected an object, got {kind_of(key_rec)}")
+            key_rec = _key_record(doc.get("key"))
             doc = doc["value"]
             if doc is None:
                 return None  # the tombstone after a delete
             if doc.__class__ is not dict:
                 raise DecodeError("value", f"expected an object, got {kind_of(doc)}")
+        elif "op" not in doc and "topic" in doc and doc.get("payload").__class__ is str:
+            key_rec, doc = _kcat(doc)
+            if doc is None:
+                return None
         env_schema = None
         if "payload" in doc and "op" not in doc:
             env_schema = doc.get("schema")

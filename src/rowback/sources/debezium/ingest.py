@@ -5,6 +5,10 @@ read (path, byte offset, line number), the decoder's state and the lines that fa
 decode, in one transaction. Re-running on the same file resumes after the recorded
 offset, so a crash at any moment loses nothing and duplicates nothing. Standard input
 cannot be rewound, so it is always read from its start and never resumed.
+
+A table whose key is unknown (``NoKey``) stops the run at its first event: what came
+before it is written with the position just before that event, so a rerun with
+``--key`` starts exactly there and nothing of the table is skipped or quarantined.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import pyarrow as pa
 from rowback.errors import RowbackError
 from rowback.model import Change, ChangeBatch, Quarantined, WriteStats
 from rowback.sources.debezium.columnar import BlockDecoder
-from rowback.sources.debezium.decode import MAX_LINE, DecodeError, Decoder, Oversized
+from rowback.sources.debezium.decode import MAX_LINE, DecodeError, Decoder, NoKey, Oversized
 from rowback.store.base import Store
 
 BATCH = 20_000
@@ -125,6 +129,10 @@ class Batcher:
             change = self.decoder.decode(raw)
         except DecodeError as e:
             self._reject(raw, location, line, str(e), label, context)
+        except NoKey:
+            self.inputs -= 1  # not taken: the caller writes what came before, then stops
+            self.bytes -= len(raw)
+            raise
         except Exception as e:  # noqa: BLE001 - a decoder bug must cost one input, not the run
             error = f"line: cannot decode ({type(e).__name__}: {e})"
             self._reject(raw, location, line, error, label, context)
@@ -272,8 +280,14 @@ def ingest_lines(
         if isinstance(raw, Unterminated) and resumable and not _complete(raw):
             report.incomplete_tail = True  # perhaps still being written: leave it for later
             break
+        try:
+            sink.add(raw, location, number + 1)
+        except NoKey:
+            if sink.inputs:  # what came before, with the position just before this line
+                _mark(files, location, consumed, number, file_id, resumable)
+                sink.commit()
+            raise
         number, consumed = number + 1, end
-        sink.add(raw, location, number)
         if sink.full(batch):
             _mark(files, location, consumed, number, file_id, resumable)
             sink.commit()
@@ -325,11 +339,12 @@ def ingest_file(
     max_line: int = MAX_LINE,
     bulk: bool = True,
     block: int = BLOCK,
+    notify: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Ingest a file of Debezium events (``-`` for stdin), resuming where the last run on
     the same file stopped. ``bulk=False`` decodes every line on its own (stdin always); ``block`` is
-    how many bytes the bulk path decodes at once."""
-    decoder = Decoder(source, keys, max_line=max_line)
+    how many bytes the bulk path decodes at once; ``notify`` hears of keys inferred."""
+    decoder = Decoder(source, keys, max_line=max_line, notify=notify)
     if path == "-":
         lines = read_lines(sys.stdin.buffer, 0, max_line)
         return ingest_lines(store, lines, source, STDIN, decoder, batch=batch, resumable=False)
@@ -458,8 +473,13 @@ def _ingest_blocks(
                 if isinstance(raw, Unterminated) and not _complete(raw):
                     report.incomplete_tail = True
                     break
+                try:
+                    sink.add(raw, location, line + 1)
+                except NoKey:
+                    if sink.inputs or sink.open:
+                        commit()  # what came before, with the position just before this line
+                    raise
                 line, offset, taken = line + 1, end, taken + 1
-                sink.add(raw, location, line)
                 if sink.full(batch):
                     commit()
                     pending = 0

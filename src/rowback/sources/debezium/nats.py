@@ -9,17 +9,22 @@ The store, not the consumer, is the source of truth for how far the stream was r
 start, a durable consumer that has delivered past the recorded sequence (a crash before
 the write, or a store that is behind) is recreated to start right after it, so messages
 come in stream order and nothing is skipped. The durable therefore belongs to this store.
+
+The message body is the event alone: Debezium Server's NATS sinks send no key (their
+headers are the record's headers), so keys come from ``--key`` or an ``id`` field. A
+table whose key is unknown stops the run at its first message, after writing what came
+before; that message and the rest are delivered again to the next run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rowback.errors import RowbackError
-from rowback.sources.debezium.decode import MAX_LINE, Decoder
+from rowback.sources.debezium.decode import MAX_LINE, Decoder, NoKey
 from rowback.sources.debezium.ingest import Batcher, IngestReport, stop_on_sigint
 from rowback.store.base import Store
 
@@ -45,15 +50,17 @@ def ingest_nats(
     ack_wait: float = 30.0,
     stop: threading.Event | None = None,
     max_line: int = MAX_LINE,
+    notify: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Consume ``subject`` of JetStream ``stream`` until drained (``once``), ``stop`` is
-    set, or Ctrl-C; the message body is one Debezium event."""
+    set, or Ctrl-C; the message body is one Debezium event; ``notify`` hears of keys
+    inferred."""
     try:
         import nats  # noqa: F401 - only to fail early with the install hint
     except ImportError:
         raise RowbackError("NATS support needs an extra: pip install 'rowback[nats]'") from None
     flag = stop or threading.Event()
-    decoder = Decoder(source, keys, max_line=max_line)
+    decoder = Decoder(source, keys, max_line=max_line, notify=notify)
     run = _consume(store, decoder, url, stream, subject, durable, once, batch, idle, ack_wait, flag)
     with stop_on_sigint(flag):
         return asyncio.run(run)
@@ -115,7 +122,13 @@ async def _consume(
                 if seq <= last:
                     report.skipped += 1  # redelivered after a crash: already in the store
                     continue
-                sink.add(m.data, stream, seq, f"{stream}:{seq}")
+                try:
+                    sink.add(m.data, stream, seq, f"{stream}:{seq}")
+                except NoKey:
+                    if sink.inputs:  # what came before; this message and the rest come again
+                        seqs[stream] = last
+                        sink.commit()
+                    raise
                 last = seq
             if sink.inputs:
                 seqs[stream] = last

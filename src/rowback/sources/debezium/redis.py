@@ -10,19 +10,25 @@ The store, not the group, is the source of truth for how far the stream was read
 start the group is moved (``XGROUP SETID``) to the recorded id, so every later entry,
 pending or never delivered, comes again in stream order and nothing is skipped, even
 when the store is behind the group. The group therefore belongs to this store.
+
+An entry may carry the message key in a field next to the event (``key``, as Debezium
+Server's Redis sink writes with ``message.format=extended``): the pair is decoded as the
+Kafka record ``{"key": KEY, "value": EVENT}`` it came from, and quarantined as that, so a
+replay sees the key too. A table whose key is unknown stops the run at its first entry,
+after writing what came before; that entry and the rest are read again by the next run.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from rowback.errors import RowbackError
-from rowback.sources.debezium.decode import MAX_LINE, Decoder
+from rowback.sources.debezium.decode import MAX_LINE, Decoder, NoKey
 from rowback.sources.debezium.ingest import Batcher, IngestReport, stop_on_sigint
 from rowback.store.base import Store
 
@@ -58,20 +64,25 @@ def ingest_redis(
     idle: float = IDLE,
     stop: threading.Event | None = None,
     max_line: int = MAX_LINE,
+    key_field: str = "key",
+    notify: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Consume ``stream_key`` until drained (``once``), ``stop`` is set, or Ctrl-C; the
-    event is the entry's ``field``."""
+    event is the entry's ``field``, its message key (if any) the entry's ``key_field``;
+    ``notify`` hears of keys inferred."""
     try:
         import redis
     except ImportError:
         raise RowbackError("Redis support needs an extra: pip install 'rowback[redis]'") from None
     started = time.perf_counter()
     report = IngestReport()
-    sink = Batcher(store, source, Decoder(source, keys, max_line=max_line), report)
+    decoder = Decoder(source, keys, max_line=max_line, notify=notify)
+    sink = Batcher(store, source, decoder, report)
     ids: dict[str, Any] = sink.position.setdefault("redis", {})
     last = str(ids.get(stream_key, "0-0"))
     client: Any = redis.Redis.from_url(url, socket_connect_timeout=5)
-    run = _Run(client, sink, stream_key, group, consumer, field.encode(), last, batch)
+    fields = (field.encode(), key_field.encode())
+    run = _Run(client, sink, stream_key, group, consumer, fields, last, batch)
     try:
         try:
             client.xgroup_create(stream_key, group, id="0", mkstream=True)
@@ -108,12 +119,13 @@ class _Run:
         key: str,
         group: str,
         consumer: str,
-        field: bytes,
+        fields: tuple[bytes, bytes],
         last: str,
         batch: int,
     ) -> None:
         self.client, self.sink, self.key = client, sink, key
-        self.group, self.consumer, self.field = group, consumer, field
+        self.group, self.consumer = group, consumer
+        self.field, self.key_field = fields  # the event's field, the message key's
         self.last, self.last_id, self.batch = last, entry_id(last), batch
 
     def pending(self) -> None:
@@ -146,12 +158,27 @@ class _Run:
                 kept, error = _missing_field(fields, self.field)
                 sink.reject(kept, self.key, None, error, f"{self.key}:{name}", f"entry {name}: ")
             else:
-                sink.add(raw, self.key, None, f"{self.key}:{name}", f"entry {name}: ")
+                key = fields.get(self.key_field) if fields else None
+                if key:
+                    raw = b'{"key":' + key + b',"value":' + raw + b"}"
+                try:
+                    sink.add(raw, self.key, None, f"{self.key}:{name}", f"entry {name}: ")
+                except NoKey:
+                    self._stop_before()
+                    raise
             self.last, self.last_id = name, entry_id(eid)
         if sink.inputs:
             sink.position["redis"][self.key] = self.last
             sink.commit()
         self.client.xack(self.key, self.group, *[eid for eid, _ in entries])
+
+    def _stop_before(self) -> None:
+        """Write the entries taken before the one that cannot be decoded without a key;
+        it and the rest stay unacknowledged for the next run (which also acknowledges
+        these, as pending entries the store holds)."""
+        if self.sink.inputs:
+            self.sink.position["redis"][self.key] = self.last
+            self.sink.commit()
 
 
 def _missing_field(fields: dict[bytes, bytes] | None, field: bytes) -> tuple[bytes, str]:

@@ -56,6 +56,22 @@ class DecodeError(RowbackError):
         self.message = message
 
 
+class NoKey(RowbackError):
+    """A table whose primary key is unknown (or was given wrongly with ``--key``).
+
+    Not a ``DecodeError``: every event of the table would fail the same way, so ingest
+    stops at its first event, before anything of it is stored, and a rerun with the
+    setting continues from there instead of finding the table's events quarantined.
+    """
+
+    def __init__(self, table: str, fields: Sequence[str], problem: str = "no key known") -> None:
+        listed = ", ".join(fields) or "no fields"
+        suggest = fields[0] if fields else "COLUMN"
+        super().__init__(f"{table}: {problem} (fields: {listed}); pass --key {table}={suggest}")
+        self.table = table
+        self.fields = tuple(fields)
+
+
 def kind_of(v: object) -> str:
     """The JSON kind of a value, as error messages name it."""
     return "null" if v is None else _KIND_OF_TYPE.get(type(v), type(v).__name__)
@@ -112,14 +128,20 @@ class Table:
 
 class Tables:
     """Every table's current version for one source; ``keys`` maps ``schema.table`` to
-    primary-key columns for tables whose events carry no key record and no ``id``."""
+    primary-key columns for tables whose events carry no key record; ``notify`` hears
+    of each key inferred rather than given (one line per table)."""
 
     def __init__(
-        self, source: str, keys: Mapping[str, Sequence[str]] | None, placeholder: str
+        self,
+        source: str,
+        keys: Mapping[str, Sequence[str]] | None,
+        placeholder: str,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         self.source = source
         self.keys = {k: tuple(v) for k, v in (keys or {}).items()}
         self.placeholder = placeholder
+        self.notify = notify
         self.current: dict[tuple[str, str], Table] = {}
 
     def state(self) -> list[Any]:
@@ -182,18 +204,27 @@ class Tables:
     def _key_names(
         self, q: tuple[str, str], names: Sequence[str], key_rec: Mapping[str, Any] | None
     ) -> tuple[str, ...]:
-        """Key record, else the user's mapping, else the previous version's, else ``id``."""
+        """Key record, else the user's mapping, else the previous version's, else ``id``.
+
+        Only ``id`` is inferred: Debezium's value schema does not mark key fields, and
+        any other guess (``<table>_id``, the first column) could be wrong silently.
+        """
         qual = f"{q[0]}.{q[1]}"
         if key_rec:
             keys = tuple(key_rec)
         elif qual in self.keys:
             keys = self.keys[qual]
+            missing = [k for k in keys if k not in names]
+            if missing:
+                raise NoKey(qual, names, f"--key column {missing[0]!r} is not a field")
         elif (old := self.current.get(q)) is not None and old.key_idx:
             keys = tuple(old.names[i] for i in old.key_idx)
         elif "id" in names:
             keys = ("id",)
+            if self.notify is not None and q not in self.current:
+                self.notify(f"{qual}: key inferred as (id) from its field named id")
         else:
-            raise DecodeError("key", f"no primary key known for {qual}: pass --key {qual}=COLUMN")
+            raise NoKey(qual, names)
         for k in keys:
             if k not in names:
                 raise DecodeError("key", f"key column {k!r} is not a column of {qual}")

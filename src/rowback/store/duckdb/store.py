@@ -111,12 +111,14 @@ class DuckDBStore:
         position: Mapping[str, Any],
         schemas: Sequence[TableSchema] = (),
         quarantine: Sequence[Quarantined] = (),
+        replayed: Sequence[int] = (),
     ) -> WriteStats:
         """Apply ``changes`` in order and record ``position``, in one transaction.
 
         ``schemas`` registers table versions that have no change yet (an empty table);
         ``quarantine`` keeps the inputs that failed to decode alongside, so a crash can
-        neither lose them nor keep them twice.
+        neither lose them nor keep them twice; ``replayed`` removes the quarantined
+        inputs (by id) that ``changes`` came from, for the same reason.
         """
         stats = WriteStats()
         con = self._con
@@ -161,6 +163,11 @@ class DuckDBStore:
             checkpoints.take_due(con, self._tables.values(), pos - 1, self.checkpoint_every)
             self._record(txs, source, position, pos)
             self._quarantine(quarantine)
+            if replayed:
+                con.execute(  # one statement: a DELETE per id would scan the table each time
+                    "DELETE FROM _rb_quarantine WHERE id IN (SELECT unnest(?::BIGINT[]))",
+                    [list(replayed)],
+                )
             self._commit()
         except BaseException:
             self._rollback()
@@ -336,6 +343,28 @@ class DuckDBStore:
 
     def sources(self) -> list[SourceState]:
         return self._reading().sources()
+
+    def quarantined_items(
+        self, source: str | None = None, ids: Sequence[int] | None = None
+    ) -> list[Quarantined]:
+        sql = "SELECT source, location, line, error, raw, id FROM _rb_quarantine WHERE true"
+        args: list[object] = []
+        if source:
+            sql += " AND source = ?"
+            args.append(source)
+        if ids is not None:
+            sql += " AND list_contains(?, id)"
+            args.append(list(ids))
+        rows = self._con.execute(sql + " ORDER BY id", args).fetchall()
+        return [Quarantined(s, loc, n, err, bytes(raw), i) for s, loc, n, err, raw, i in rows]
+
+    def newest(self) -> tuple[int, int]:
+        got = first(
+            self._con.execute(
+                "SELECT coalesce(max(lsn), 0), coalesce(epoch_us(max(ts)), 0) FROM _rb_tx"
+            ).fetchall()
+        )
+        return (int(got[0]), int(got[1])) if got else (0, 0)
 
     def sql(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run a read query against the store (tests and benchmarks)."""
