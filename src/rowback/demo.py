@@ -14,8 +14,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from rich.console import Console
@@ -145,6 +148,41 @@ def _as_diffs(result: Result, keep: list[str], around: int | None = None) -> Res
     return Result([*keep, "change"], rows, {k: v for k, v in result.types.items() if k in keep})
 
 
+@contextmanager
+def _served(store: DuckDBStore) -> Iterator[Callable[[str, dict[str, str]], list[Any]]]:
+    """The REST API over ``store`` on a free loopback port, as ``rowback run`` serves it;
+    yields a function that GETs a path and returns its rows."""
+    import secrets
+
+    import httpx
+
+    from rowback.api import create_app
+    from rowback.api.context import ServiceContext
+    from rowback.service import bind, serving
+
+    token = secrets.token_urlsafe(16)
+    sock = bind("127.0.0.1", 0)
+    host, port = sock.getsockname()[:2]
+    try:
+        with (
+            serving(create_app(ServiceContext(store, token)), sock),
+            httpx.Client(
+                base_url=f"http://{host}:{port}",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            ) as client,
+        ):
+
+            def ask(path: str, params: dict[str, str]) -> list[Any]:
+                r = client.get(path, params=params)
+                r.raise_for_status()
+                return list(r.json()["rows"])
+
+            yield ask
+    finally:
+        sock.close()
+
+
 def run_demo(keep: Path | None = None, seconds: float = 12.0) -> None:
     """Run the whole demo; leaves nothing running (the store stays only with ``keep``)."""
     console = Console()
@@ -165,10 +203,20 @@ def run_demo(keep: Path | None = None, seconds: float = 12.0) -> None:
         cap = Capture(CaptureConfig(dsn, flush_interval=0.2), store)
         thread = threading.Thread(target=cap.run, name="capture", daemon=True)
         thread.start()
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=console
-        ) as progress:
-            bad_txid, earlier = _workload(dsn, seconds, progress)
+        with _served(store) as ask:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TimeRemainingColumn(),
+                console=console,
+            ) as progress:
+                bad_txid, earlier = _workload(dsn, seconds, progress)
+            # the shadow is live: ask the API while capture keeps writing
+            live = ask("/api/v1/tables/products/asof", {"at": "now", "filter": "price:eq:0"})
+            console.print(
+                f"while capturing, over the REST API: {len(live)} products now cost 0.00 "
+                f"(GET /api/v1/tables/products/asof?at=now&filter=price:eq:0)"
+            )
         cap.stop()
         thread.join()
         with console.status("catching up…"):
