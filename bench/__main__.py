@@ -18,6 +18,7 @@ from bench.harness import OUT, BenchResult, Ctx, log, machine, table
 
 BENCHMARKS = (
     "capture_catchup",
+    "capture_catchup_cli",
     "capture_live",
     "service_live",
     "store_size",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -210,6 +212,87 @@ def test_doctor_reports_and_fixes(shop: str) -> None:
     assert "ADD PRIMARY KEY" in str(checks["table public.nokey"]["fix"])
     ok = run("doctor", "--source", shop, "--tables", "public.orders", "-f", "json")
     assert all(c["status"] in ("ok", "warn") for c in jsonl(ok.stdout))
+
+
+def test_doctor_lists_every_table_capture_skips(shop: str) -> None:
+    """Default capture leaves out tables without a primary key: each is named, with a fix
+    (by its unique index when it has one)."""
+    _sql(shop, "CREATE TABLE keyed_by_index (code text NOT NULL, n int)")
+    _sql(shop, "CREATE UNIQUE INDEX keyed_code ON keyed_by_index (code)")
+    checks = {c["check"]: c for c in jsonl(run("doctor", "--source", shop, "-f", "json").stdout)}
+    nokey = checks["table public.nokey"]
+    assert nokey["status"] == "warn" and "skips" in str(nokey["detail"])
+    assert nokey["fix"] == "ALTER TABLE public.nokey ADD PRIMARY KEY (<columns>);"
+    by_index = checks["table public.keyed_by_index"]
+    assert by_index["fix"] == (
+        "ALTER TABLE public.keyed_by_index ADD CONSTRAINT keyed_by_index_pkey "
+        "PRIMARY KEY USING INDEX keyed_code;"
+    )
+    assert checks["table public.orders"]["status"] == "ok"
+    assert checks["new tables"]["status"] == "ok"  # a superuser: capture installs the trigger
+
+
+@pytest.fixture
+def capture_role(shop: str) -> Iterator[str]:
+    """A DSN for a role that may replicate and create the publication, but is neither a
+    superuser nor granted SELECT on the shop's tables."""
+    role = f"rb_cap_{os.urandom(4).hex()}"
+    _sql(shop, f"CREATE ROLE {role} LOGIN REPLICATION")
+    dbname = _sql(shop, "SELECT current_database()")
+    _sql(shop, f'GRANT CREATE ON DATABASE "{dbname}" TO {role}')
+    yield f"{shop} user={role}"
+    _sql(shop, f'REVOKE ALL ON DATABASE "{dbname}" FROM {role}')
+    _sql(shop, f"DROP ROLE {role}")
+
+
+def test_doctor_fixes_name_the_capture_role(capture_role: str) -> None:
+    role = capture_role.rsplit("user=", 1)[1]
+    got = run("doctor", "--source", capture_role, "-f", "json", ok=False)
+    checks = {c["check"]: c for c in jsonl(got.stdout)}
+    orders = checks["table public.orders"]
+    assert orders["status"] == "fail"
+    assert orders["fix"] == f"GRANT SELECT ON public.orders TO {role};"
+    # not a superuser: the window that remains for new tables is named, with the SQL an
+    # administrator runs to close it
+    new = checks["new tables"]
+    assert new["status"] == "warn"
+    assert "not a superuser" in str(new["detail"]) and "next rescan" in str(new["detail"])
+    assert "CREATE EVENT TRIGGER" in str(new["fix"])
+
+
+def test_doctor_prints_fixes_whole_in_a_narrow_terminal(capture_role: str) -> None:
+    """On a 60-column terminal every fix is printed whole, on lines of its own."""
+    import pty
+
+    role = capture_role.rsplit("user=", 1)[1]
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "COLUMNS": "60", "LINES": "40"}
+    env.pop("ROWBACK_DEBUG", None)
+    proc = subprocess.Popen(
+        [*ROWBACK, "doctor", "--source", capture_role],
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+    )
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    assert proc.wait(60) == 1
+    out = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode().replace("\r\n", "\n"))
+    lines = out.splitlines()
+    assert f"GRANT SELECT ON public.orders TO {role};" in lines
+    assert any(line.startswith("CREATE EVENT TRIGGER") and line.endswith("();") for line in lines)
+    assert "…" not in out.split("fix for", 1)[1]
+    table = out.split("fix for", 1)[0]
+    assert max(len(line) for line in table.splitlines()) <= 60, table
 
 
 def test_doctor_sees_a_lagging_inactive_slot(shop: str, tmp_path: Path) -> None:

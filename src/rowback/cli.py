@@ -344,14 +344,24 @@ def doctor(
     source: Annotated[str, typer.Option("--source", help="libpq DSN or URL of the database.")],
     tables: Annotated[str | None, typer.Option(help="Comma-separated tables to check.")] = None,
     slot: Annotated[str, typer.Option(help="Replication slot capture uses.")] = "rowback",
+    publication: Annotated[str, typer.Option(help="Publication capture uses.")] = "rowback",
     fmt: FmtOpt = Fmt.table,
 ) -> None:
     """Check what capture needs from the source, and print the exact fix for each problem."""
     from rowback.sources.postgres.doctor import diagnose
 
-    checks = diagnose(source, [t.strip() for t in tables.split(",")] if tables else None, slot)
-    rows = [(c.check, c.status, c.detail, c.fix or "") for c in checks]
-    write_rows(sys.stdout, fmt.value, ["check", "status", "detail", "fix"], rows)
+    wanted = [t.strip() for t in tables.split(",")] if tables else None
+    checks = diagnose(source, wanted, slot, publication)
+    if fmt is Fmt.table:
+        # fixes are statements to copy: each printed whole on its own lines, after the table
+        rows = [(c.check, c.status, c.detail) for c in checks]
+        write_rows(sys.stdout, "table", ["check", "status", "detail"], rows, whole=["detail"])
+        for c in checks:
+            if c.fix:
+                typer.echo(f"\nfix for {c.check}:\n{c.fix}")
+    else:
+        full = [(c.check, c.status, c.detail, c.fix or "") for c in checks]
+        write_rows(sys.stdout, fmt.value, ["check", "status", "detail", "fix"], full)
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(EXIT_ERROR)
 

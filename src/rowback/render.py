@@ -115,19 +115,21 @@ def write_rows(
     *,
     table_limit: int = TABLE_ROW_LIMIT,
     width: int | None = None,
+    whole: Sequence[str] = (),
 ) -> int:
     """Write ``rows`` to ``out`` as ``fmt`` (one of FORMATS); return how many were written.
 
-    ``json`` writes JSON Lines and ``csv`` a header then one line per row (NULL is an empty
-    field), both streaming row by row. ``table`` buffers up to ``table_limit`` rows, then
-    counts the rest and says how many were left out; the count returned is of rows shown.
+        ``json`` writes JSON Lines and ``csv`` a header then one line per row (NULL is an empty
+        field), both streaming row by row. ``table`` buffers up to ``table_limit`` rows, then
+        counts the rest and says how many were left out; the count returned is of rows shown.
+    Its cells are cut to fit, except in the ``whole`` columns, which wrap instead.
 
-    >>> import io
-    >>> buf = io.StringIO()
-    >>> write_rows(buf, "json", ["id", "price"], [(1, Decimal("9.90"))])
-    1
-    >>> buf.getvalue()
-    '{"id":1,"price":"9.90"}\\n'
+        >>> import io
+        >>> buf = io.StringIO()
+        >>> write_rows(buf, "json", ["id", "price"], [(1, Decimal("9.90"))])
+        1
+        >>> buf.getvalue()
+        '{"id":1,"price":"9.90"}\\n'
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -139,7 +141,7 @@ def write_rows(
         return pieces - 1 if fmt == "csv" else pieces  # a CSV's first line is its header
     converters = [_converter(types.get(name)) for name in columns]
     numeric = [types.get(name) == "numeric" for name in columns]
-    return _write_table(out, columns, converters, numeric, rows, table_limit, width)
+    return _write_table(out, columns, converters, numeric, rows, table_limit, set(whole), width)
 
 
 def iter_text(
@@ -149,6 +151,7 @@ def iter_text(
     types: Mapping[str, str] = _NO_TYPES,
     *,
     width: int | None = None,
+    whole: Sequence[str] = (),
 ) -> Iterator[str]:
     """``rows`` as ``fmt`` in pieces, lazily: what ``write_rows`` writes, for a server to
     stream. Besides FORMATS, ``document`` is one JSON object with columns and rows."""
@@ -163,7 +166,7 @@ def iter_text(
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     buf = io.StringIO()
     numeric = [types.get(name) == "numeric" for name in columns]
-    _write_table(buf, columns, converters, numeric, rows, TABLE_ROW_LIMIT, width)
+    _write_table(buf, columns, converters, numeric, rows, TABLE_ROW_LIMIT, set(whole), width)
     return iter([buf.getvalue()])
 
 
@@ -526,12 +529,13 @@ def _csv_lines(
         yield line.text
 
 
-def _cell(value: object) -> Text:
-    """A table cell: NULL dim, control characters escaped, long text cut with an ellipsis."""
+def _cell(value: object, whole: bool = False) -> Text:
+    """A table cell: NULL dim, control characters escaped, long text cut with an ellipsis
+    (unless ``whole``)."""
     if value is None:
         return Text("NULL", style="dim")
     text = _scalar_text(value).replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
-    if len(text) > CELL_WIDTH:
+    if len(text) > CELL_WIDTH and not whole:
         text = text[: CELL_WIDTH - 1] + "…"
     return Text(text)
 
@@ -548,6 +552,7 @@ def _write_table(
     numeric: list[bool],
     rows: Iterable[Sequence[object]],
     limit: int,
+    whole: set[str],
     width: int | None = None,
 ) -> int:
     """Print a rich table of the first ``limit`` rows and say how many more were left out."""
@@ -558,11 +563,15 @@ def _write_table(
     for i, name in enumerate(columns):
         values = [row[i] for row in shown if row[i] is not None]
         right = numeric[i] or (bool(values) and all(_is_number(v) for v in values))
+        wrap = name in whole
         table.add_column(
-            Text(name), justify="right" if right else "left", no_wrap=True, overflow="ellipsis"
+            Text(name),
+            justify="right" if right else "left",
+            no_wrap=not wrap,
+            overflow="fold" if wrap else "ellipsis",
         )
     for row in shown:
-        table.add_row(*(_cell(v) for v in row))
+        table.add_row(*(_cell(v, c in whole) for c, v in zip(columns, row, strict=True)))
     console = _console(out, width)
     console.print(table)
     if omitted:

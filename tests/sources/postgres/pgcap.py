@@ -348,3 +348,16 @@ def capture_process(
         text=True,
         **kw,
     )
+
+
+def without_new_table_trigger(dsn: str, publication: str = "rowback") -> None:
+    """Install capture's new-table trigger disabled, so capture takes new tables the way it
+    must without one (by snapshot, at a rescan)."""
+    from rowback.sources.postgres import new_tables
+
+    name = new_tables.trigger_name(publication)
+    execute(
+        dsn,
+        *new_tables.install_sql(publication).split("\n"),
+        f'ALTER EVENT TRIGGER "{name}" DISABLE',
+    )

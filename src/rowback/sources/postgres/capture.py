@@ -29,6 +29,7 @@ from psycopg2 import sql
 
 from rowback.errors import RowbackError
 from rowback.model import Change, Op, TableSchema
+from rowback.sources.postgres import new_tables
 from rowback.sources.postgres import pgoutput as po
 from rowback.sources.postgres.decoder import Decoder
 from rowback.sources.postgres.source_catalog import SourceCatalog, connect, qualified
@@ -107,6 +108,11 @@ class Capture:
         self._cur: psycopg2.extras.ReplicationCursor | None = None
         self._recreated: dict[str, int] = {}
         """Tables created again under a captured name: the LSN after which to take them."""
+        self._announcing = False
+        """Whether new tables announce themselves in the stream (see ``new_tables``)."""
+        self._unannounced: dict[str, int] = {}
+        """New tables found in the catalog: the LSN after which, if the stream has not
+        announced them by then, they are taken by a snapshot."""
 
     def stop(self) -> None:
         """Ask ``run`` to write what it holds and return (safe from a signal handler)."""
@@ -161,6 +167,7 @@ class Capture:
                 self.cat.drop_slot(cfg.slot)  # its exported snapshot is gone: start over
             self.store.reset_tables(cfg.source, (pos or {}).get("tables", {}).keys() | set(tables))
             self.cat.ensure_publication(cfg.publication, tables)
+            self._watch_new_tables()
             repl = self._replication_conn()
             try:
                 cur = repl.cursor()
@@ -186,9 +193,10 @@ class Capture:
         }
         for name, lsn in pos.get("tables", {}).items():
             self.decoder.skip_before[name] = int(lsn)
+        self._watch_new_tables()
         late = [t for t in tables if t not in self.decoder.skip_before]
         if late:
-            self._add_tables(late)
+            self._found(late)
         self._find_recreated()
         # only tables there now: a captured table dropped since cannot be added, and one
         # created again without a primary key must not be (its writes would then fail)
@@ -197,6 +205,56 @@ class Capture:
             cfg.publication, [t for t in self.decoder.skip_before if t in present]
         )
         return self._replication_conn().cursor()  # closed by run()
+
+    def _watch_new_tables(self) -> None:
+        """Without a table list, have new tables join the publication as they are created."""
+        if self.cfg.tables is None:
+            self._announcing = new_tables.ensure(self.cat, self.cfg.publication)
+
+    def _found(self, tables: list[str]) -> None:
+        """Tables seen in the catalog but not captured: when the stream will announce them
+        (created since the position), wait for that; else snapshot them now."""
+        if not self._announcing:
+            self._add_tables(tables)
+            return
+        at = self.cat.current_lsn()
+        for t in tables:
+            self._unannounced.setdefault(t, at)
+
+    def _announced(self, m: po.LogicalMessage, tx: _Tx) -> None:
+        """A new table joined the publication in this transaction, where it starts empty:
+        take its changes from here, none missed. A captured table of that name (dropped or
+        renamed away since) ends here."""
+        got = new_tables.announced(m, self.cfg.publication)
+        if got is None or self.cfg.tables is not None or tx.seq < 0:
+            return
+        tx.seq += 1  # numbered the same when the transaction is sent again
+        relid, name = got
+        if self.position["tables"].get(name) == tx.lsn:
+            return  # sent again after a restart: already taken
+        self._unannounced.pop(name, None)
+        self._recreated.pop(name, None)
+        if name in self.decoder.skip_before:
+            self._flush(tx)  # so the store holds the old table's last version
+            for t in self.store.tables():
+                if t.source == self.cfg.source and t.qualified == name and t.current:
+                    self.pending.append(
+                        Change(
+                            t.current,
+                            Op.TRUNCATE,
+                            None,
+                            None,
+                            None,
+                            tx.commit_us,
+                            tx.xid,
+                            tx.lsn,
+                            tx.seq,
+                        )
+                    )
+        self.decoder.skip_before[name] = tx.lsn
+        self.position["tables"][name] = tx.lsn
+        self.position.setdefault("relids", {})[name] = relid
+        self.status.tables = sorted(self.decoder.skip_before)
 
     def _create_slot(
         self, cur: psycopg2.extras.ReplicationCursor, name: str, temporary: bool
@@ -369,6 +427,7 @@ class Capture:
                 "proto_version": "2",
                 "publication_names": cfg.publication,
                 "streaming": "on",
+                "messages": "true",
             },
         )
         tx: _Tx | None = None
@@ -388,6 +447,11 @@ class Capture:
                         due = [n for n, at in self._recreated.items() if cur.wal_end >= at]
                         if due:
                             self._take_over(due)
+                        due = [n for n, at in self._unannounced.items() if cur.wal_end >= at]
+                        if due:
+                            for n in due:
+                                del self._unannounced[n]
+                            self._add_tables(due)
                         done = target is not None and cur.wal_end >= target
                         if done or time.monotonic() - self._last_flush > cfg.flush_interval:
                             self._flush()
@@ -400,9 +464,10 @@ class Capture:
                                     t
                                     for t in self.cat.pk_tables()
                                     if t not in self.decoder.skip_before
+                                    and t not in self._unannounced
                                 ]
                                 if new:
-                                    self._add_tables(new)
+                                    self._found(new)
                             self._find_recreated()
                     elif time.monotonic() - self._last_flush > cfg.flush_interval:
                         self._flush(tx)
@@ -427,6 +492,9 @@ class Capture:
                 elif isinstance(m, po.Insert | po.Update | po.Delete | po.Truncate):
                     assert tx is not None
                     self._row(m, tx)
+                elif isinstance(m, po.LogicalMessage):
+                    if tx is not None:
+                        self._announced(m, tx)
                 elif isinstance(m, po.StreamStart):
                     stream_xid = m.xid
                 elif isinstance(m, po.StreamStop):
@@ -484,6 +552,8 @@ class Capture:
                 self._row(msg, tx, overlay)
                 if len(self.pending) >= self.cfg.batch_size:
                     self._flush(tx)
+            elif isinstance(msg, po.LogicalMessage):
+                self._announced(msg, tx)
         # pgoutput now counts these relations as sent and will not repeat them
         self.decoder.relations.update(overlay)
         self._commit(tx, m.end_lsn)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rowback.errors import RowbackError
+from rowback.sources.postgres import new_tables
 from rowback.sources.postgres.source_catalog import SourceCatalog, connect
 
 
@@ -25,7 +26,9 @@ class Check:
 LAG_WARN_BYTES = 1 << 30
 
 
-def diagnose(dsn: str, tables: list[str] | None, slot: str = "rowback") -> list[Check]:
+def diagnose(
+    dsn: str, tables: list[str] | None, slot: str = "rowback", publication: str = "rowback"
+) -> list[Check]:
     """Run every check against the source; never raises for a failed check."""
     conn = connect(dsn)
     conn.autocommit = True
@@ -37,6 +40,8 @@ def diagnose(dsn: str, tables: list[str] | None, slot: str = "rowback") -> list[
             *_capacity(cat),
             _privileges(cat),
             *_tables(cat, tables),
+            *([] if tables else _skipped(cat)),
+            _new_tables(cat, tables, publication),
             *_slot(cat, slot),
         ]
     finally:
@@ -176,7 +181,7 @@ def _tables(cat: SourceCatalog, tables: list[str] | None) -> list[Check]:
                     f"table {name}",
                     "fail",
                     "no SELECT privilege for the initial snapshot",
-                    f"GRANT SELECT ON {name} TO CURRENT_USER;",
+                    f"GRANT SELECT ON {_quoted(cat, name)} TO {_role(cat)};",
                 )
             )
         elif ident == "f":
@@ -199,6 +204,100 @@ def _tables(cat: SourceCatalog, tables: list[str] | None) -> list[Check]:
                 )
             )
     return out
+
+
+def _role(cat: SourceCatalog) -> str:
+    """The capture role (this connection's user) as an SQL identifier."""
+    return str(_one(cat, "SELECT quote_ident(current_user)"))
+
+
+def _quoted(cat: SourceCatalog, name: str) -> str:
+    schema, _, table = name.partition(".")
+    return str(_one(cat, "SELECT format('%%I.%%I', %s, %s)", [schema, table]))
+
+
+_NO_KEY = """
+SELECT format('%I.%I', n.nspname, c.relname), quote_ident(c.relname || '_pkey'),
+       (SELECT quote_ident(ic.relname) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+        WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid
+          AND i.indpred IS NULL AND i.indexprs IS NULL
+        ORDER BY i.indnatts, ic.relname LIMIT 1)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND n.nspname <> 'rowback'
+  AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+ORDER BY 1
+"""
+
+
+def _skipped(cat: SourceCatalog) -> list[Check]:
+    """Every table default capture leaves out for want of a primary key, with its fix."""
+    out = []
+    for name, pkey, unique in cat.query(_NO_KEY):
+        if unique:
+            fix = f"ALTER TABLE {name} ADD CONSTRAINT {pkey} PRIMARY KEY USING INDEX {unique};"
+        else:
+            fix = f"ALTER TABLE {name} ADD PRIMARY KEY (<columns>);"
+        out.append(
+            Check(
+                f"table {name}",
+                "warn",
+                "no primary key: capture skips it, so it has no history. Give it one to "
+                "capture it; do not just add it to the publication: PostgreSQL would then "
+                "refuse its UPDATE and DELETE (unless REPLICA IDENTITY FULL), and Rowback "
+                "still could not tell its rows apart",
+                fix,
+            )
+        )
+    return out
+
+
+def _new_tables(cat: SourceCatalog, tables: list[str] | None, publication: str) -> Check:
+    """How tables created while capture runs get into history, and the window that remains."""
+    check = "new tables"
+    if tables:
+        return Check(check, "ok", "an explicit table list: tables created later are not captured")
+    later_key = (
+        "a table given its primary key after creation starts at a snapshot taken at capture's "
+        "next rescan (every 10 s) or start"
+    )
+    state = new_tables.state(cat, publication)
+    name = new_tables.trigger_name(publication)
+    if state is not None and state != "D":
+        return Check(
+            check,
+            "ok",
+            f"event trigger {name} puts a table created with a primary key into publication "
+            f"{publication} in its creating transaction: its history is complete from "
+            f"creation; {later_key}",
+        )
+    window = (
+        "a table created while capture runs is found at capture's next rescan (every 10 s) "
+        "or start and read by a snapshot: its changes until then (inserts, updates, "
+        f"deletes, TRUNCATE) are not in history, only their result; {later_key}"
+    )
+    if state == "D":
+        return Check(
+            check,
+            "warn",
+            f"event trigger {name} is disabled: {window}",
+            f'ALTER EVENT TRIGGER "{name}" ENABLE;',
+        )
+    if cat.query("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0][0]:
+        return Check(
+            check,
+            "ok",
+            f"capture will install event trigger {name}: a table created with a primary key "
+            f"is complete from creation; {later_key}",
+        )
+    return Check(
+        check,
+        "warn",
+        f"role {_one(cat, 'SELECT current_user')} is not a superuser, so capture cannot "
+        f"install the event trigger that adds new tables at creation: {window}",
+        "-- as a superuser:\n" + new_tables.install_sql(publication),
+    )
 
 
 def _slot(cat: SourceCatalog, slot: str) -> list[Check]:

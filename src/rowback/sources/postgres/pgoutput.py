@@ -114,6 +114,16 @@ class StreamAbort:
 
 
 @dataclass(slots=True)
+class LogicalMessage:
+    """A message written with ``pg_logical_emit_message`` (sent with ``messages 'true'``)."""
+
+    xid: int | None
+    transactional: bool
+    prefix: str
+    content: bytes
+
+
+@dataclass(slots=True)
 class Ignored:
     kind: str
 
@@ -130,6 +140,7 @@ Message = (
     | StreamStop
     | StreamCommit
     | StreamAbort
+    | LogicalMessage
     | Ignored
 )
 
@@ -231,6 +242,11 @@ def parse(buf: bytes, streaming: bool) -> Message:
         (n,) = _I32.unpack_from(buf, at)
         relids = list(struct.unpack_from(f"!{n}I", buf, at + 5))
         return Truncate(xid, relids)
+    if kind == b"M":
+        transactional = buf[at] == 1
+        prefix, at = _cstring(buf, at + 9)  # skip flags and the message's LSN
+        (size,) = _I32.unpack_from(buf, at)
+        return LogicalMessage(xid, transactional, prefix, buf[at + 4 : at + 4 + size])
     return Ignored(kind.decode("latin-1"))
 
 
