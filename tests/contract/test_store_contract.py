@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rowback.errors import RowbackError
+from rowback.errors import BadParameter, RowbackError
 from rowback.model import Change, Column, Op, Quarantined, TableSchema
 from rowback.store import registry
 from rowback.store.base import Reader, Store
@@ -79,7 +79,7 @@ def ch(
         kw.pop("before", None),
         US + tx * 1000,
         tx,
-        tx * 100,
+        kw.pop("lsn", tx * 100),
         seq,
         **kw,
     )
@@ -390,3 +390,25 @@ def test_transaction_ids_are_scoped_to_their_source(open_store: Callable[..., St
         s.asof("src:public.acct", BeforeTx(7))
     assert rows(s, "src:public.acct", BeforeTx(7, "src")) == []
     assert rows(s, "other:public.acct", BeforeTx(7, "other")) == []
+
+
+def test_asof_before_a_snapshot_is_refused_not_empty(open_store: Callable[..., Store]) -> None:
+    """History taken by snapshot says nothing of what was there before it: asking is an
+    error that names the snapshot, never "no rows" (a revert would act on that). A table
+    created under capture (first seen by an insert) is empty before its creation."""
+    s = open_store()
+    s.write([ch(T2, Op.INSERT, ["1", "x", "5"], 1, 1)], "src", {"lsn": 100})
+    s.write(
+        [
+            ch(T1, Op.SNAPSHOT, ["1", "ann", "10.00"], 0, 1, lsn=500),
+            ch(T1, Op.SNAPSHOT, ["2", "bob", "20.50"], 0, 2, lsn=500),
+        ],
+        "src",
+        {"lsn": 500},
+    )
+    s.write([ch(T2, Op.UPDATE, ["1", "x", "6"], 7, 1)], "src", {"lsn": 700})
+    assert len(rows(s, "acct", AtLsn(700))) == 2
+    with pytest.raises(BadParameter, match=r"public\.acct has no history before its snapshot"):
+        rows(s, "acct", AtLsn(100))
+    assert rows(s, "item", AtLsn(99)) == []  # before its first insert: it did not exist
+    assert rows(s, "item", AtLsn(100)) == [(1, "x", 5)]

@@ -350,6 +350,32 @@ def capture_process(
     )
 
 
+def slot_state(dsn: str, slot: str = "rowback") -> tuple[bool, bool]:
+    """(exists, active) of capture's replication slot."""
+    conn = pg_connect(dsn)
+    try:
+        active = scalar(
+            conn,
+            "SELECT active::text FROM pg_replication_slots "
+            "WHERE slot_name = %s AND database = current_database()",
+            [slot],
+        )
+        return active is not None, active == "true"
+    finally:
+        conn.close()
+
+
+def wait_streaming(dsn: str, proc: subprocess.Popen[str], timeout: float = 90.0) -> None:
+    """Until a capture child holds its slot: it does once its snapshot is stored and it
+    streams. A test that must change the source *after* the snapshot waits for this; a
+    fixed sleep loses that race on a slow machine."""
+    deadline = time_mod.monotonic() + timeout
+    while not slot_state(dsn)[1]:
+        assert proc.poll() is None, proc.stderr and proc.stderr.read()
+        assert time_mod.monotonic() < deadline, "capture did not start streaming"
+        time_mod.sleep(0.05)
+
+
 def without_new_table_trigger(dsn: str, publication: str = "rowback") -> None:
     """Install capture's new-table trigger disabled, so capture takes new tables the way it
     must without one (by snapshot, at a rescan)."""

@@ -26,7 +26,8 @@ from pgcap import (
     opened,
     pg_connect,
     pg_state,
-    scalar,
+    slot_state,
+    wait_streaming,
 )
 
 from rowback.when import AtLsn
@@ -111,23 +112,9 @@ class Writer(threading.Thread):
             self.events[k].append(v)
 
 
-def _slot(dsn: str) -> tuple[bool, bool]:
-    """(exists, active) of the capture's replication slot."""
-    conn = pg_connect(dsn)
-    try:
-        active = scalar(
-            conn,
-            "SELECT active::text FROM pg_replication_slots "
-            "WHERE slot_name = 'rowback' AND database = current_database()",
-        )
-        return active is not None, active == "true"
-    finally:
-        conn.close()
-
-
 def _wait_inactive(dsn: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
-    while _slot(dsn)[1]:
+    while slot_state(dsn)[1]:
         assert time.monotonic() < deadline, "the killed capture's slot stayed active"
         time.sleep(0.05)
 
@@ -173,20 +160,24 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(
         # 1. killed during the initial snapshot: as soon as its slot exists
         proc = capture_process(pg_dsn, store_path, once=False, spill_dir=spill, batch_size=BATCH)
         deadline = time.monotonic() + 30
-        while not _slot(pg_dsn)[0]:
+        while not slot_state(pg_dsn)[0]:
             assert proc.poll() is None, proc.stderr and proc.stderr.read()
             assert time.monotonic() < deadline
             time.sleep(0.02)
         time.sleep(rng.uniform(0.05, 0.3))
         _kill(proc)
         phases.append(_phase(store_path))
-        # 2. killed at random moments afterwards (early: snapshot again; later: streaming)
-        for delay in (rng.uniform(0.3, 1.0), *(rng.uniform(2.5, 4.5) for _ in range(4))):
+        # 2. killed at random moments afterwards: once early (in its snapshot again),
+        # then four times at random moments after it began streaming (a fixed delay
+        # missed streaming on a slow machine, where the snapshot outlasts it)
+        for early in (True, False, False, False, False):
             _wait_inactive(pg_dsn)
             proc = capture_process(
                 pg_dsn, store_path, once=False, spill_dir=spill, batch_size=BATCH
             )
-            time.sleep(delay)
+            if not early:
+                wait_streaming(pg_dsn, proc)
+            time.sleep(rng.uniform(0.3, 1.0) if early else rng.uniform(0.0, 2.0))
             assert proc.poll() is None, proc.stderr and proc.stderr.read()
             _kill(proc)
             phases.append(_phase(store_path))

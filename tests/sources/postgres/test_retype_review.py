@@ -648,7 +648,7 @@ def test_kill9_around_retypes(pg_dsn: str, store_path: Path, tmp_path: Path, kin
     import signal
     import time
 
-    from pgcap import capture_process
+    from pgcap import capture_process, wait_streaming
 
     rng = random.Random(5)
     conn = pg_connect(pg_dsn)
@@ -662,6 +662,7 @@ def test_kill9_around_retypes(pg_dsn: str, store_path: Path, tmp_path: Path, kin
     spill = tmp_path / "spill"
     spill.mkdir()
     proc = capture_process(pg_dsn, store_path, once=False, spill_dir=spill, batch_size=7)
+    wait_streaming(pg_dsn, proc)  # the points below are after the snapshot, never before
     try:
         for i, ty in enumerate(types):
             time.sleep(rng.uniform(0.2, 0.8))

@@ -74,6 +74,7 @@ def asof(
 ) -> Result:
     """The whole table at ``point``, by the cheapest plan (``plan`` forces one, for tests)."""
     b = bound(con, point)
+    _known_at(con, t, b)
     cols = [c for c in t.columns if c.alive_at(max(b, t.created_pos))]
     order = [c for c in cols if c.key] + [c for c in cols if not c.key]
     keys = [c for c in order if c.key]
@@ -94,6 +95,26 @@ def asof(
         shown = " AND ".join(f.as_param() for f in where)
         raise BadParameter("filter", f"{shown}: {str(e).splitlines()[0]}") from None
     return Result([c.name for c in order], _fetch(cur), _hints(order))
+
+
+def _known_at(con: duckdb.DuckDBPyConnection, t: Table, b: int) -> None:
+    """Refuse a bound before the snapshot ``t``'s history begins with: what the table held
+    then was never seen, and answering "no rows" would be a lie a revert could act on. A
+    table whose history begins with an insert was created under capture: before it, it
+    did not exist, and no rows is the truth."""
+    first_version = con.execute(
+        f"SELECT _pos, _lsn, _ts, _op FROM {t.hist} ORDER BY _pos LIMIT 1"
+    ).fetchall()
+    if not first_version:
+        return
+    pos, lsn, ts, op = first_version[0]
+    if op == Op.SNAPSHOT and b < pos:
+        when = ts.isoformat() if ts is not None else "?"
+        raise BadParameter(
+            "at",
+            f"{t.qualified} has no history before its snapshot at LSN {format_lsn(lsn)} "
+            f"({when}): the point asked for is earlier",
+        )
 
 
 def _conditions(
