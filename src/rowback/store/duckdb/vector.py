@@ -89,12 +89,17 @@ def apply(
 
 
 def batch_input(table: Table, layout: tuple[int, ...], batch: ChangeBatch, pos: int) -> pa.Table:
-    """A columnar batch as ``apply_input`` wants it: columns in physical order."""
+    """A columnar batch as ``apply_input`` wants it: columns in physical order; the
+    batch's changes at ``pos`` on (at ``pos`` plus its ``rows`` when it has them)."""
     n = len(batch)
     none = pa.nulls(n, pa.string())
     ts = pc.cast(batch.commit_us, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    if batch.rows is None:
+        at = pa.array(np.arange(pos, pos + n, dtype=np.uint64))
+    else:
+        at = pc.add(pc.cast(batch.rows, pa.uint64()), pa.scalar(pos, pa.uint64()))
     arrays: dict[str, pa.Array] = {
-        "_pos": pa.array(np.arange(pos, pos + n, dtype=np.uint64)),
+        "_pos": at,
         "_lsn": pc.cast(batch.lsn, pa.uint64()),
         "_seq": pc.cast(batch.seq, pa.uint32()),
         "_txid": pc.cast(batch.txid, pa.uint64()),
