@@ -62,8 +62,8 @@ _SOURCE = pa.struct(
     ]
 )
 _READ = pj.ReadOptions(use_threads=True, block_size=4 << 20)
-# where a line names its table (Debezium writes source.schema, then source.table)
-_WHERE = re.compile(rb'"schema":"([^"\\]*)","table":"([^"\\]*)"')
+# how a line names its table (Debezium writes source.schema, then source.table)
+_WHERE = re.compile(rb'"schema":"([^"\\]*)","table":"([^"\\]*)')
 
 
 @dataclass
@@ -132,21 +132,20 @@ class BlockDecoder:
         only a guess (a column may be called ``table``), which parsing then checks, so a
         wrong one declines the block. Without them every line is the last table's."""
         d = self.d
-        found = [(m.end(), m.group(1), m.group(2)) for m in _WHERE.finditer(block)]
-        row_of = np.searchsorted(lines.ends, np.fromiter((f[0] for f in found), np.int64))
-        last = np.r_[row_of[1:] != row_of[:-1], True] if len(found) else row_of
-        if len(found) and int(last.sum()) == len(lines):
-            ids: dict[tuple[bytes, bytes], int] = {}
-            names = (f[1:] for f, keep in zip(found, last.tolist(), strict=True) if keep)
+        names = lines.tables()
+        ids: dict[bytes, int] = {}
+        if names is not None:
             codes = np.fromiter((ids.setdefault(n, len(ids)) for n in names), np.int64)
-            qs = [(s.decode(), t.decode()) for s, t in ids]
+        found = [_WHERE.fullmatch(n) for n in ids]
+        if found and all(found):
+            q_names = [(m.group(1).decode(), m.group(2).decode()) for m in found if m]
         elif d.last is not None:
-            codes, qs = np.zeros(len(lines), np.int64), [d.last]
+            codes, q_names = np.zeros(len(lines), np.int64), [d.last]
         else:
             raise Declined(learn=True)
         groups: list[tuple[tuple[str, str], np.ndarray | None]] = []
-        for i, q in enumerate(qs):
-            rows = np.flatnonzero(codes == i) if len(qs) > 1 else None
+        for i, q in enumerate(q_names):
+            rows = np.flatnonzero(codes == i) if len(q_names) > 1 else None
             if q not in d.tables.current:
                 first = 0 if rows is None else int(rows[0])
                 raise Declined(learn=True, lines=first + 1)
@@ -373,6 +372,19 @@ class Lines:
 
     def line(self, i: int) -> bytes:
         return self.block[self.starts[i] : self.ends[i]]
+
+    def tables(self) -> list[bytes] | None:
+        """Each line's ``"schema":"…","table":"…`` bytes (the last in the line: Debezium
+        writes the source after the row images), or None when a line has none."""
+        block, out = self.block, []
+        rfind, find = block.rfind, block.find
+        for s, e in zip(self.starts.tolist(), self.ends.tolist(), strict=True):
+            t = rfind(b'","table":"', s, e)
+            at = rfind(b'"schema":"', s, t) if t >= 0 else -1
+            if at < 0:
+                return None
+            out.append(block[at : find(b'"', t + 11, e)])
+        return out
 
     def take(self, rows: np.ndarray) -> tuple[bytes, Lines]:
         """The block of just these lines (in this order), and its lines."""
