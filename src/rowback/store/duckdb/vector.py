@@ -130,7 +130,7 @@ def apply_input(
     fast = False
     try:
         check_input(con, table)  # before anything casts the batch
-        fast = with_before and _diff_by_before(con, table, layout)
+        fast = with_before and _all_updates_have_before(inp) and _diff_by_before(con, table, layout)
         if not fast:
             con.execute(_work_sql(table, layout, with_before))
         _insert_history(con, table, ordered=fast)
@@ -142,6 +142,14 @@ def apply_input(
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DROP {drop}")
         unregister(con, "_rb_in")
+
+
+def _all_updates_have_before(inp: pa.Table) -> bool:
+    """Whether the fast diff may succeed: it gives up when an update of a stored row has
+    no before image (REPLICA IDENTITY DEFAULT), so a batch with any such update goes
+    straight to the general path instead of paying for both."""
+    lacking = pc.and_(pc.equal(inp.column("_op"), int(Op.UPDATE)), pc.invert(inp.column("_hasb")))
+    return not pc.any(lacking).as_py()
 
 
 def _diff_by_before(con: duckdb.DuckDBPyConnection, table: Table, layout: tuple[int, ...]) -> bool:
