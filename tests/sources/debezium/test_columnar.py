@@ -398,6 +398,8 @@ ODD_LINES = {
     "integer -0 in a float": _one().replace(b'"f":100.5', b'"f":-0'),
     "invalid UTF-8 unused": _one()[:-2] + b',"db":"sh\xffop"}\n',
     "invalid UTF-8 in text": _one().replace(b'"s100"', b'"s\xff"'),
+    "an encoded surrogate": _one().replace(b'"s100"', b'"s\xed\xa0\x80"'),
+    "an overlong encoding": _one().replace(b'"s100"', b'"s\xc0\xaf"'),
     "NaN with a NULL": _one(s=None).replace(b'"f":100.5', b'"f":NaN'),
     "ts_ms that wraps": _ts_ms_min(),
     "an event over two lines, two on one": _split(),
