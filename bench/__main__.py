@@ -16,7 +16,14 @@ import traceback
 
 from bench.harness import OUT, BenchResult, Ctx, log, machine, table
 
-BENCHMARKS = ("capture_catchup", "capture_live", "store_size", "timetravel", "ingest_debezium")
+BENCHMARKS = (
+    "capture_catchup",
+    "capture_live",
+    "store_size",
+    "timetravel",
+    "ingest_debezium",
+    "ingest_mixed",
+)
 """Each is a module ``bench.NAME`` with ``run(ctx) -> BenchResult``, except
 ``ingest_debezium``, which ``bench.hooks`` runs as a subprocess when its file exists."""
 
