@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from rowback.errors import RowbackError
 from rowback.model import Change, ChangeBatch, Quarantined, WriteStats
+from rowback.sources.debezium import blocks as joined
 from rowback.sources.debezium.columnar import BlockDecoder
 from rowback.sources.debezium.decode import MAX_LINE, DecodeError, Decoder, Oversized
 from rowback.store.base import Store
@@ -33,6 +34,7 @@ from rowback.store.base import Store
 BATCH = 20_000
 BLOCK = 16 * 1024 * 1024  # bytes decoded at once in columns (8 MB: 10% slower, 30 MB less)
 BULK_BLOCKS = 4  # blocks per bulk transaction: fewer, larger commits; more would hold more RAM
+JOIN_BLOCKS = 2  # at most this many blocks in one write (of a block per table: 3 cost 50 MB)
 LEARN_LINES = 50  # lines decoded one by one when the bulk decoder must learn a table
 MAX_LESSONS = 16  # lessons in a row before a block is decoded line by line
 MAX_SLOW_BLOCKS = 64  # after repeated declines, blocks decoded one line at a time
@@ -433,6 +435,24 @@ def _ingest_blocks(
             on_progress(offset)
 
     pending = 0  # input bytes written in the open bulk transaction
+    held: list[list[ChangeBatch]] = []  # blocks decoded, to be written as one
+    held_state: dict[str, Any] = {}  # the decoder's state after them
+    held_bytes = 0
+
+    def write_held() -> None:
+        """Write the blocks held, committing when the open transaction has enough."""
+        nonlocal pending, held_bytes
+        if not held:
+            return
+        pending += held_bytes
+        sink.write_batch(joined.join(held), held_state, commit=pending >= BULK_BLOCKS * block)
+        held.clear()
+        held_bytes = 0
+        if not sink.open:
+            pending = 0
+            if on_progress is not None:
+                on_progress(offset)
+
     with store.bulk_load(), ThreadPoolExecutor(1, thread_name_prefix="rowback-decode") as ahead:
         job = ahead.submit(decode_at, offset)
         while True:
@@ -442,17 +462,20 @@ def _ingest_blocks(
                     # what was decoded line by line goes first, with the decoder's state
                     # from before this block (it has decoded the block since)
                     commit(before)
+                if not joined.joinable(held, got):
+                    write_held()
                 offset, line = offset + cut, line + sum(len(b) for b in got)
                 job = ahead.submit(decode_at, offset)
-                pending += cut
+                held.append(got)
+                held_state, held_bytes = state, held_bytes + cut
                 _mark(files, location, offset, line, file_id, True)
-                sink.write_batch(got, state, commit=pending >= BULK_BLOCKS * block)
-                if not sink.open:
-                    pending = 0
-                    if on_progress is not None:
-                        on_progress(offset)
+                # about a block's worth of rows per table and write (see ``blocks``)
+                tables = len({b.table.name for batches in held for b in batches})
+                if held_bytes >= block * min(tables, JOIN_BLOCKS):
+                    write_held()
                 declined = learnt = 0
                 continue
+            write_held()  # before anything decoded line by line
             # One by one: a few lines when the bulk decoder only has to learn a table or
             # a column's type (those it names, and a few more), else the declined block,
             # and twice as far each time it declines again.
@@ -482,6 +505,7 @@ def _ingest_blocks(
             if done:
                 break  # the end of the file
             job = ahead.submit(decode_at, offset)
+    write_held()
     if sink.inputs or sink.open:
         commit()
     report.seconds = time.perf_counter() - started
