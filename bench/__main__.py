@@ -24,6 +24,7 @@ BENCHMARKS = (
     "store_size",
     "timetravel",
     "ingest_debezium",
+    "ingest_mixed",
 )
 """Each is a module ``bench.NAME`` with ``run(ctx) -> BenchResult``, except
 ``ingest_debezium``, which ``bench.hooks`` runs as a subprocess when its file exists."""

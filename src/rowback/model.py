@@ -111,6 +111,10 @@ class ChangeBatch:
     (uint32) and ``commit_us`` (int64) per change; ``after`` holds one string array per
     column of ``table`` (a delete carries its key columns only); ``before`` likewise,
     valid where ``has_before`` is true, or None when no change has one.
+
+    A block of a stream that interleaves tables is written as one batch per table;
+    ``rows`` (uint64) then gives each change's place in the block, in the order the
+    stream had them (None: the batch is the whole write, in order).
     """
 
     table: TableSchema
@@ -122,6 +126,7 @@ class ChangeBatch:
     after: tuple[pa.Array, ...]
     before: tuple[pa.Array, ...] | None = None
     has_before: pa.Array | None = None
+    rows: pa.Array | None = None
 
     def __len__(self) -> int:
         return len(self.op)

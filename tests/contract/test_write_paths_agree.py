@@ -4,6 +4,7 @@ the key and of a value (``retype.py``), after which the table must still be righ
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pyarrow as pa
@@ -192,3 +193,69 @@ def test_heads_without_value_hashes(tmp_path: Path) -> None:
         assert stores[0].sql(q) == stores[1].sql(q) == stores[2].sql(q)
     for s in stores:
         s.close()
+
+
+U = TableSchema("s", "public", "u", (Column("id", "bigint", True), Column("v", "text")))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.booleans(), st.sampled_from(["ins", "upd", "del"]), st.integers(0, 3)),
+        min_size=1,
+        max_size=40,
+    ),
+    cut=st.integers(1, 12),
+)
+def test_a_block_of_two_tables_is_written_as_write_would(
+    tmp_path_factory: object, steps: list[tuple[bool, str, int]], cut: int
+) -> None:
+    """Interleaved changes to two tables, written as one batch per table and block
+    (``ChangeBatch.rows``), store what ``write`` of them in order stores: the first
+    block creates the tables (through ``write``), the later ones take the bulk path."""
+    base = Path(tmp_path_factory.mktemp("block"))  # type: ignore[attr-defined]
+    live: dict[tuple[str, int], str] = {}
+    changes: list[Change] = []
+    for i, (first, op, k) in enumerate(steps):
+        schema = T if first else U
+        row = [str(k), f"v{i}", None, None] if first else [str(k), f"v{i}"]
+        old = live.get((schema.name, k))
+        before = None
+        if old is not None:
+            before = [str(k), old, None, None] if first else [str(k), old]
+        if op == "del":
+            if old is None:
+                continue
+            changes.append(Change(schema, Op.DELETE, (str(k),), None, before, i, i // 3, i, 0))
+            del live[(schema.name, k)]
+            continue
+        kind = Op.UPDATE if old is not None else Op.INSERT
+        changes.append(Change(schema, kind, (str(k),), row, before, i, i // 3, i, 0))
+        live[(schema.name, k)] = f"v{i}"
+    rows_store = DuckDBStore(base / "rows")
+    block_store = DuckDBStore(base / "blocks")
+    for lo in range(0, len(changes), cut):
+        part = changes[lo : lo + cut]
+        rows_store.write(part, "s", {"at": lo})
+        batches = []
+        for schema in (T, U):
+            mine = [(r, ch) for r, ch in enumerate(part) if ch.table is schema]
+            if mine:
+                b = batch_of([ch for _, ch in mine])
+                rows = pa.array([r for r, _ in mine], pa.uint64())
+                batches.append(dataclasses.replace(b, rows=rows))
+        batches.sort(key=lambda b: b.rows[0].as_py())
+        block_store.write_batch(batches, "s", {"at": lo}, commit=lo % 2 == 0)
+    block_store.write([], "s", {"at": len(changes)})  # commits the last block
+    queries = [
+        "SELECT * FROM _rb_tx ORDER BY pos_lo",
+        "SELECT * FROM _rb_tables ORDER BY id",
+        "SELECT * FROM _rb_columns ORDER BY ALL",
+    ]
+    for (tid,) in rows_store.sql("SELECT id FROM _rb_tables"):
+        queries += [f"SELECT * EXCLUDE (_ts) FROM h_{tid} ORDER BY _pos"]
+        queries += [f"SELECT * EXCLUDE (_pos) FROM s_{tid} ORDER BY ALL"]
+    for q in queries:
+        assert block_store.sql(q) == rows_store.sql(q), q
+    rows_store.close()
+    block_store.close()

@@ -140,7 +140,7 @@ class Store(Reader, Protocol):
 
     def write_batch(
         self,
-        batch: ChangeBatch,
+        batch: ChangeBatch | Sequence[ChangeBatch],
         source: str,
         position: Mapping[str, Any],
         *,
@@ -151,6 +151,8 @@ class Store(Reader, Protocol):
         ``commit=False`` may leave the transaction open for the next write (a bulk load
         commits every few batches); nothing of it is durable until a write commits. A
         backend without a bulk path writes ``batch.changes()`` and commits each time.
+        Several batches (one per table of a block, each with its ``rows``) are one
+        write: the same history as ``write`` of their changes in ``rows`` order.
         """
         ...
 

@@ -37,11 +37,20 @@ def everything(path: Path) -> dict[str, Any]:
                 (src, _columns_unordered(orjson.loads(pos)))
                 for src, pos in s.sql("SELECT source, position FROM _rb_positions ORDER BY 1")
             ],
-            "columns": s.sql("SELECT * FROM _rb_columns ORDER BY ALL"),
         }
+        columns = s.sql("SELECT * FROM _rb_columns ORDER BY ALL")
+        rank = _physical_ranks(columns)
+        out["columns"] = sorted((c[0], rank[c[0], c[1]], *c[2:]) for c in columns)
         for (tid,) in s.sql("SELECT id FROM _rb_tables ORDER BY id"):
-            out[f"h_{tid}"] = s.sql(f"SELECT * FROM h_{tid} ORDER BY _pos")
-            out[f"s_{tid}"] = s.sql(f"SELECT * FROM s_{tid} ORDER BY ALL")
+            ranks = {p: r for (t, p), r in rank.items() if t == tid}
+            out[f"h_{tid}"] = [
+                (*r[:6], _remap_mask(r[6], ranks), *_permuted(r[7:], ranks))
+                for r in s.sql(f"SELECT * FROM h_{tid} ORDER BY _pos")
+            ]
+            # the head's row hash (_h) follows the physical order: left out
+            out[f"s_{tid}"] = sorted(
+                (r[0], *_permuted(r[2:], ranks)) for r in s.sql(f"SELECT * FROM s_{tid}")
+            )
             # history must also be laid out in position order (zone maps rely on it)
             ordered = s.sql(
                 f"SELECT bool_and(_pos > p) FROM (SELECT _pos, lag(_pos) OVER (ORDER BY rowid) p "
@@ -49,6 +58,33 @@ def everything(path: Path) -> dict[str, Any]:
             )
             assert ordered[0][0] in (True, None)
     return out
+
+
+def _physical_ranks(columns: list[tuple[Any, ...]]) -> dict[tuple[int, int], int]:
+    """Each stored column's place in an order that does not depend on the order in which
+    one event listed fields: columns added by one schema change may be laid out in either
+    path's field order (same history; the strict xfail below tracks the order itself)."""
+    by_table: dict[int, list[tuple[Any, ...]]] = {}
+    for c in columns:
+        by_table.setdefault(c[0], []).append(c)
+    rank = {}
+    for tid, cols in by_table.items():
+        for i, c in enumerate(sorted(cols, key=lambda c: (c[5], c[2], c[3], c[1]))):
+            rank[tid, c[1]] = i
+    return rank
+
+
+def _permuted(values: tuple[Any, ...], ranks: dict[int, int]) -> tuple[Any, ...]:
+    out: list[Any] = [None] * len(values)
+    for phys, v in enumerate(values):
+        out[ranks.get(phys, phys)] = v
+    return tuple(out)
+
+
+def _remap_mask(mask: int | None, ranks: dict[int, int]) -> int | None:
+    if mask is None:
+        return None
+    return sum(1 << ranks.get(p, p) for p in range(64) if mask >> p & 1)
 
 
 def _columns_unordered(doc: Any) -> Any:
@@ -432,6 +468,8 @@ ODD_LINES = {
     "integer -0 in a float": _one().replace(b'"f":100.5', b'"f":-0'),
     "invalid UTF-8 unused": _one()[:-2] + b',"db":"sh\xffop"}\n',
     "invalid UTF-8 in text": _one().replace(b'"s100"', b'"s\xff"'),
+    "an encoded surrogate": _one().replace(b'"s100"', b'"s\xed\xa0\x80"'),
+    "an overlong encoding": _one().replace(b'"s100"', b'"s\xc0\xaf"'),
     "NaN with a NULL": _one(s=None).replace(b'"f":100.5', b'"f":NaN'),
     "ts_ms that wraps": _ts_ms_min(),
     "an event over two lines, two on one": _split(),

@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from rowback.errors import RowbackError
 from rowback.model import Change, ChangeBatch, Quarantined, WriteStats
+from rowback.sources.debezium import blocks as joined
 from rowback.sources.debezium.columnar import BlockDecoder
 from rowback.sources.debezium.decode import MAX_LINE, DecodeError, Decoder, NoKey, Oversized
 from rowback.store.base import Store
@@ -37,7 +38,9 @@ from rowback.store.base import Store
 BATCH = 20_000
 BLOCK = 16 * 1024 * 1024  # bytes decoded at once in columns (8 MB: 10% slower, 30 MB less)
 BULK_BLOCKS = 4  # blocks per bulk transaction: fewer, larger commits; more would hold more RAM
+JOIN_BLOCKS = 2  # at most this many blocks in one write (of a block per table: 3 cost 50 MB)
 LEARN_LINES = 50  # lines decoded one by one when the bulk decoder must learn a table
+MAX_LESSONS = 16  # lessons in a row before a block is decoded line by line
 MAX_SLOW_BLOCKS = 64  # after repeated declines, blocks decoded one line at a time
 BATCH_BYTES = 64 * 1024 * 1024  # also commit after this much input, to bound memory
 CHUNK = 1024 * 1024
@@ -183,13 +186,15 @@ class Batcher:
         self._count(stats)
         self.changes, self.bad, self.inputs, self.bytes = [], [], 0, 0
 
-    def write_batch(self, batch: ChangeBatch, state: dict[str, Any], commit: bool) -> None:
-        """Write a block decoded in columns (nothing may be pending) with the position and
-        the decoder's ``state`` just after it; ``commit=False`` leaves the store's
-        transaction open for the next write."""
+    def write_batch(
+        self, batches: Sequence[ChangeBatch], state: dict[str, Any], commit: bool
+    ) -> None:
+        """Write a block decoded in columns (nothing may be pending; a batch per table)
+        with the position and the decoder's ``state`` just after it; ``commit=False``
+        leaves the store's transaction open for the next write."""
         assert not self.inputs
         self.position["decoder"] = state
-        stats = self.store.write_batch(batch, self.source, self.position, commit=commit)
+        stats = self.store.write_batch(batches, self.source, self.position, commit=commit)
         self.open = not commit
         self.report.bulk += stats.written
         self._count(stats)
@@ -424,9 +429,12 @@ def _ingest_blocks(
     sink = Batcher(store, source, decoder, report)
     files: dict[str, Any] = sink.position.setdefault("files", {})
     bulk = BlockDecoder(decoder)
-    declined = 0  # blocks declined in a row
+    declined = 0  # blocks declined in a row, not counting lessons
+    learnt = 0  # lessons in a row (blocks declined to learn a table or a type)
 
-    def decode_at(at: int) -> tuple[int, ChangeBatch | None, dict[str, Any], dict[str, Any]]:
+    def decode_at(
+        at: int,
+    ) -> tuple[int, list[ChangeBatch] | None, dict[str, Any], dict[str, Any]]:
         """The block at ``at``, decoded, with the decoder's state before and after it."""
         f.seek(at)
         data = f.read(block)
@@ -442,6 +450,24 @@ def _ingest_blocks(
             on_progress(offset)
 
     pending = 0  # input bytes written in the open bulk transaction
+    held: list[list[ChangeBatch]] = []  # blocks decoded, to be written as one
+    held_state: dict[str, Any] = {}  # the decoder's state after them
+    held_bytes = 0
+
+    def write_held() -> None:
+        """Write the blocks held, committing when the open transaction has enough."""
+        nonlocal pending, held_bytes
+        if not held:
+            return
+        pending += held_bytes
+        sink.write_batch(joined.join(held), held_state, commit=pending >= BULK_BLOCKS * block)
+        held.clear()
+        held_bytes = 0
+        if not sink.open:
+            pending = 0
+            if on_progress is not None:
+                on_progress(offset)
+
     with store.bulk_load(), ThreadPoolExecutor(1, thread_name_prefix="rowback-decode") as ahead:
         job = ahead.submit(decode_at, offset)
         while True:
@@ -451,22 +477,32 @@ def _ingest_blocks(
                     # what was decoded line by line goes first, with the decoder's state
                     # from before this block (it has decoded the block since)
                     commit(before)
-                offset, line = offset + cut, line + len(got)
+                if not joined.joinable(held, got):
+                    write_held()
+                offset, line = offset + cut, line + sum(len(b) for b in got)
                 job = ahead.submit(decode_at, offset)
-                pending += cut
+                held.append(got)
+                held_state, held_bytes = state, held_bytes + cut
                 _mark(files, location, offset, line, file_id, True)
-                sink.write_batch(got, state, commit=pending >= BULK_BLOCKS * block)
-                if not sink.open:
-                    pending = 0
-                    if on_progress is not None:
-                        on_progress(offset)
-                declined = 0
+                # about a block's worth of rows per table and write (see ``blocks``)
+                tables = len({b.table.name for batches in held for b in batches})
+                if held_bytes >= block * min(tables, JOIN_BLOCKS):
+                    write_held()
+                declined = learnt = 0
                 continue
-            # One by one: a few lines when the bulk decoder only has to learn the table,
-            # else the declined block, and twice as far each time it declines again.
-            lines = LEARN_LINES if bulk.learn and not declined else 2**63
-            until = offset + block * min(2**declined, MAX_SLOW_BLOCKS)
-            declined += 1
+            write_held()  # before anything decoded line by line
+            # One by one: a few lines when the bulk decoder only has to learn a table or
+            # a column's type (those it names, and a few more), else the declined block,
+            # and twice as far each time it declines again.
+            # (Each lesson decodes the line it names, so it makes progress; a stream that
+            # keeps asking for them, e.g. a table whose lines are all bad, is declined.)
+            if bulk.learn and not declined and learnt < MAX_LESSONS:
+                lines, learnt = bulk.learn_lines + LEARN_LINES, learnt + 1
+                until = offset + block
+            else:
+                lines = 2**63
+                until = offset + block * min(2**declined, MAX_SLOW_BLOCKS)
+                declined += 1
             f.seek(offset)
             taken, done = 0, True
             for end, raw in read_lines(f, offset, decoder.max_line):
@@ -489,6 +525,7 @@ def _ingest_blocks(
             if done:
                 break  # the end of the file
             job = ahead.submit(decode_at, offset)
+    write_held()
     if sink.inputs or sink.open:
         commit()
     report.seconds = time.perf_counter() - started

@@ -24,12 +24,14 @@ ToText = Callable[[pa.Array], pa.Array]
 
 class Declined(Exception):
     """The block is not provably like the line decoder's view of it. ``learn``: because
-    the decoder has not yet seen what the block starts with (a table, a schema), which a
-    few lines decoded one by one teach it."""
+    the decoder has not yet seen something the block holds (a table, a schema, the type
+    of a column seen only as null), which a few lines decoded one by one teach it; then
+    ``lines``: how many of the block's lines to decode one by one for that (0: a few)."""
 
-    def __init__(self, learn: bool = False) -> None:
+    def __init__(self, learn: bool = False, lines: int = 0) -> None:
         super().__init__()
         self.learn = learn
+        self.lines = lines
 
 
 def each(c: convert.Converter) -> ToText:

@@ -384,7 +384,7 @@ class DuckDBStore:
 
     def write_batch(
         self,
-        batch: ChangeBatch,
+        batch: ChangeBatch | Sequence[ChangeBatch],
         source: str,
         position: Mapping[str, Any],
         *,
@@ -393,7 +393,12 @@ class DuckDBStore:
         """``write`` for a columnar batch: the same history, without a Python object per
         change. ``commit=False`` leaves the transaction open for the next write: DuckDB
         writes a transaction's full row groups compressed, straight to the file, instead
-        of through its log and a checkpoint, so bulk loads commit every ~10 blocks."""
+        of through its log and a checkpoint, so bulk loads commit every ~10 blocks.
+        Several batches are one block of interleaved tables (see ``ChangeBatch.rows``)."""
+        if not isinstance(batch, ChangeBatch):
+            if len(batch) != 1 or batch[0].rows is not None:
+                return self._write_block(batch, source, position, commit)
+            batch = batch[0]
         stats = WriteStats()
         n = len(batch)
         con = self._con
@@ -419,6 +424,57 @@ class DuckDBStore:
                 checkpoints.take_due(con, [table], pos + n - 1, self.checkpoint_every)
             runs.append(_tx_runs(batch, pos))
             self._record(pa.concat_tables(runs), source, position, pos + n)
+            if commit:
+                self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        self._next_pos = pos + n
+        stats.written = n
+        return stats
+
+    def _write_block(
+        self,
+        batches: Sequence[ChangeBatch],
+        source: str,
+        position: Mapping[str, Any],
+        commit: bool,
+    ) -> WriteStats:
+        """One block of several tables, each change at the position its ``rows`` give it,
+        as ``write`` would place it. A table the store does not know in this version (so
+        that a table would be created or altered mid-block) goes through ``write``."""
+        n = sum(len(b) for b in batches)
+        found = []
+        for b in batches:
+            s = b.table
+            table = self._by_name.get((s.source, s.schema, s.name))
+            layout = table.layout(s) if table is not None else None
+            if table is None or layout is None or len(table.columns) > catalog.MASK_BITS:
+                return self.write(_in_order(batches, n), source, position)
+            found.append((b, table, layout))
+        stats = WriteStats()
+        con = self._con
+        self._begin()
+        try:
+            pos = self._next_pos
+            for b, table, layout in found:
+                vector.apply_input(
+                    con, table, layout, vector.batch_input(table, layout, b, pos), stats
+                )
+                snapshots = pc.sum(pc.equal(b.op, int(Op.SNAPSHOT))).as_py() or 0
+                checkpoints.note(con, table, len(b) - snapshots)
+            checkpoints.take_due(con, [t for _, t, _ in found], pos + n - 1, self.checkpoint_every)
+            meta = {}
+            for name in ("txid", "lsn", "commit_us"):
+                merged = np.zeros(n, np.int64 if name == "commit_us" else np.uint64)
+                for b in batches:
+                    assert b.rows is not None
+                    rows = b.rows.to_numpy(zero_copy_only=False)
+                    merged[rows] = getattr(b, name).to_numpy(zero_copy_only=False)
+                meta[name] = merged
+            self._record(
+                _runs(meta["txid"], meta["lsn"], meta["commit_us"], pos), source, position, pos + n
+            )
             if commit:
                 self._commit()
         except BaseException:
@@ -479,12 +535,28 @@ def _tx_table(
     )
 
 
+def _in_order(batches: Sequence[ChangeBatch], n: int) -> list[Change]:
+    """The changes of one block's batches as objects, in the block's order."""
+    out: list[Change | None] = [None] * n
+    for b in batches:
+        assert b.rows is not None
+        for r, ch in zip(b.rows.to_pylist(), b.changes(), strict=True):
+            out[r] = ch
+    assert None not in out
+    return out  # type: ignore[return-value]
+
+
 def _tx_runs(batch: ChangeBatch, pos: int) -> pa.Table:
     """``_rb_tx`` rows of a batch: runs of changes with the same (txid, lsn), as ``write``
     makes them."""
-    txid = batch.txid.to_numpy(zero_copy_only=False).astype(np.uint64)
-    lsn = batch.lsn.to_numpy(zero_copy_only=False).astype(np.uint64)
-    ts = batch.commit_us.to_numpy(zero_copy_only=False).astype(np.int64)
+    txid = batch.txid.to_numpy(zero_copy_only=False)
+    lsn = batch.lsn.to_numpy(zero_copy_only=False)
+    return _runs(txid, lsn, batch.commit_us.to_numpy(zero_copy_only=False), pos)
+
+
+def _runs(txid: np.ndarray, lsn: np.ndarray, ts: np.ndarray, pos: int) -> pa.Table:
+    """``_rb_tx`` rows of changes in position order from ``pos`` on."""
+    txid, lsn, ts = txid.astype(np.uint64), lsn.astype(np.uint64), ts.astype(np.int64)
     if not len(txid):
         return _tx_table([], [], [], [], [])
     starts = np.flatnonzero(np.r_[True, (txid[1:] != txid[:-1]) | (lsn[1:] != lsn[:-1])])

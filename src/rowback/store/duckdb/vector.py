@@ -89,12 +89,17 @@ def apply(
 
 
 def batch_input(table: Table, layout: tuple[int, ...], batch: ChangeBatch, pos: int) -> pa.Table:
-    """A columnar batch as ``apply_input`` wants it: columns in physical order."""
+    """A columnar batch as ``apply_input`` wants it: columns in physical order; the
+    batch's changes at ``pos`` on (at ``pos`` plus its ``rows`` when it has them)."""
     n = len(batch)
     none = pa.nulls(n, pa.string())
     ts = pc.cast(batch.commit_us, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    if batch.rows is None:
+        at = pa.array(np.arange(pos, pos + n, dtype=np.uint64))
+    else:
+        at = pc.add(pc.cast(batch.rows, pa.uint64()), pa.scalar(pos, pa.uint64()))
     arrays: dict[str, pa.Array] = {
-        "_pos": pa.array(np.arange(pos, pos + n, dtype=np.uint64)),
+        "_pos": at,
         "_lsn": pc.cast(batch.lsn, pa.uint64()),
         "_seq": pc.cast(batch.seq, pa.uint32()),
         "_txid": pc.cast(batch.txid, pa.uint64()),
@@ -125,7 +130,7 @@ def apply_input(
     fast = False
     try:
         check_input(con, table)  # before anything casts the batch
-        fast = with_before and _diff_by_before(con, table, layout)
+        fast = with_before and _all_updates_have_before(inp) and _diff_by_before(con, table, layout)
         if not fast:
             con.execute(_work_sql(table, layout, with_before))
         _insert_history(con, table, ordered=fast)
@@ -137,6 +142,14 @@ def apply_input(
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DROP {drop}")
         unregister(con, "_rb_in")
+
+
+def _all_updates_have_before(inp: pa.Table) -> bool:
+    """Whether the fast diff may succeed: it gives up when an update of a stored row has
+    no before image (REPLICA IDENTITY DEFAULT), so a batch with any such update goes
+    straight to the general path instead of paying for both."""
+    lacking = pc.and_(pc.equal(inp.column("_op"), int(Op.UPDATE)), pc.invert(inp.column("_hasb")))
+    return not pc.any(lacking).as_py()
 
 
 def _diff_by_before(con: duckdb.DuckDBPyConnection, table: Table, layout: tuple[int, ...]) -> bool:
