@@ -116,14 +116,14 @@ def test_asof_history_tx_changes(open_store: Callable[..., Store]) -> None:
     assert rows(s, "acct", AtLsn(99)) == []
     hist = list(s.history("public.acct", ["1"]).rows)
     assert [h[3] for h in hist] == ["insert", "update"]
-    assert hist[1][4] == {"id": 1, "name": "ann", "bal": "10.00"}
-    assert hist[1][5] == {"id": 1, "name": "ann", "bal": "11.00"}
+    assert hist[1][4] == {"id": 1, "name": "ann", "bal": Decimal("10.00")}
+    assert hist[1][5] == {"id": 1, "name": "ann", "bal": Decimal("11.00")}
     assert hist[1][6] == ["bal"]
     tx = list(s.tx(2).rows)
     assert [(r[3], r[4]) for r in tx] == [("update", {"id": 1}), ("delete", {"id": 2})]
-    assert tx[1][5] == {"id": 2, "name": "bob", "bal": "20.50"} and tx[1][6] is None
+    assert tx[1][5] == {"id": 2, "name": "bob", "bal": Decimal("20.50")} and tx[1][6] is None
     log = list(s.changes(since=AtLsn(100)).rows)
-    assert [(r[4], r[6]) for r in log] == [("update", {"bal": "11.00"}), ("delete", {})]
+    assert [(r[4], r[6]) for r in log] == [("update", {"bal": Decimal("11.00")}), ("delete", {})]
     assert s.position("src") == {"lsn": 200}
     with pytest.raises(RowbackError, match="not in the store"):
         s.tx(99)
@@ -305,7 +305,7 @@ def test_property_asof_equals_model_at_every_commit(
             key = change[4]["id"]
             if change[5] is not None and key in prior and key not in seen_in(t, key):
                 k, n, b = prior[key]
-                assert change[5] == {"id": k, "name": n, "bal": str(b)}, f"tx {t} key {key}"
+                assert change[5] == {"id": k, "name": n, "bal": b}, f"tx {t} key {key}"
 
 
 def test_tx_with_many_keys_has_before_images(open_store: Callable[..., Store]) -> None:
@@ -314,7 +314,7 @@ def test_tx_with_many_keys_has_before_images(open_store: Callable[..., Store]) -
     s.write([ch(T1, Op.UPDATE, [str(i), f"n{i}", "0.00"], 2, i) for i in range(150)], "src", {})
     got = list(s.tx(2).rows)
     assert len(got) == 150
-    assert all(r[5]["bal"] == "1.00" and r[6]["bal"] == "0.00" for r in got)
+    assert all(r[5]["bal"] == Decimal("1.00") and r[6]["bal"] == Decimal("0.00") for r in got)
     assert {r[4]["id"] for r in got} == set(range(150))
 
 
