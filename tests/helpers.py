@@ -7,8 +7,17 @@ import subprocess
 import time
 
 from rowback.pgserver import free_port
+from rowback.render import to_json_value
+from rowback.store.base import Result
 
-__all__ = ["free_port", "wait_for_port"]
+__all__ = ["free_port", "shown", "wait_for_port"]
+
+
+def shown(result: Result) -> list[list[object]]:
+    """``result``'s rows with every value as JSON shows it (``--format json``): the store
+    returns raw values, and a test of their text (``6.2500``, ISO dates) reads them so."""
+    hints = [result.types.get(c) for c in result.columns]
+    return [[to_json_value(v, h) for v, h in zip(row, hints, strict=True)] for row in result.rows]
 
 
 def wait_for_port(

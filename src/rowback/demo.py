@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from rowback.pgserver import PgServer
-from rowback.render import write_rows
+from rowback.render import to_json_value, write_rows
 from rowback.sources.postgres.capture import Capture, CaptureConfig
 from rowback.store.base import Result
 from rowback.store.duckdb import DuckDBStore
@@ -126,11 +126,13 @@ def _show(console: Console, title: str, result: Result, limit: int = 8) -> None:
 
 
 def _diff(before: object, after: object, changed: object) -> str:
-    """``price: 6.37 → 0.00`` for the columns a version changed."""
+    """``price: 6.37 → 0.00`` for the columns a version changed, values as JSON shows them."""
     if not isinstance(after, dict):
         return "(row deleted)"
     if not isinstance(before, dict):
         return "(row created)"
+    before, after = to_json_value(before, "row"), to_json_value(after, "row")
+    assert isinstance(before, dict) and isinstance(after, dict)
     names = changed if isinstance(changed, list) else []
     return "; ".join(f"{n}: {before.get(n)} → {after.get(n)}" for n in names)
 

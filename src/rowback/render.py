@@ -14,8 +14,9 @@ Values become JSON-ready objects by one set of rules, shared by every format:
 - bytes become standard padded base64; UUIDs become strings; dicts and lists recurse.
 
 A column may carry a type hint (``json``, ``pgarray[:elem]``, ``numeric``, ``bytea``,
-``row``, ``changed``). A value that does not parse under its hint is shown as it came, so
-one bad value never aborts a long export.
+``row``, ``changed``); a ``row`` value that is a store's ``Image`` carries a hint per
+column, so the store hands over values and only the edge renders them. A value that does not
+parse under its hint is shown as it came, so one bad value never aborts a long export.
 
 >>> to_json_value(Decimal("1.10"))
 '1.10'
@@ -44,6 +45,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from rowback.store.base import Image
 
 __all__ = ["FORMATS", "iso_duration", "parse_pg_array", "to_json_value", "write_rows"]
 
@@ -296,7 +299,15 @@ def _read_bytea(value: object) -> object:
 
 
 def _read_row(value: object) -> object:
-    """A whole row image: already JSON-ready, or JSON text."""
+    """A whole row image: a store's ``Image`` (each value read under its own hint), JSON
+    text, or values already JSON-ready.
+
+    >>> _read_row(Image({"id": 1, "price": Decimal("9.90")}, {"price": "numeric"}))
+    {'id': 1, 'price': '9.90'}
+    """
+    if isinstance(value, Image):
+        types = value.types
+        return {_key_text(k): _plain(to_json_value(v, types.get(k))) for k, v in value.items()}
     return _read_json(value) if isinstance(value, str) else _plain(value)
 
 

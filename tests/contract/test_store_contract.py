@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from hypothesis import strategies as st
 
 from rowback.errors import BadParameter, RowbackError
 from rowback.model import Change, Column, Op, Quarantined, TableSchema
+from rowback.render import to_json_value
 from rowback.store import registry
-from rowback.store.base import Reader, Store
+from rowback.store.base import Image, Reader, Store
 from rowback.store.duckdb import DuckDBStore
 from rowback.when import AtLsn, BeforeTx
 
@@ -116,14 +118,14 @@ def test_asof_history_tx_changes(open_store: Callable[..., Store]) -> None:
     assert rows(s, "acct", AtLsn(99)) == []
     hist = list(s.history("public.acct", ["1"]).rows)
     assert [h[3] for h in hist] == ["insert", "update"]
-    assert hist[1][4] == {"id": 1, "name": "ann", "bal": "10.00"}
-    assert hist[1][5] == {"id": 1, "name": "ann", "bal": "11.00"}
+    assert hist[1][4] == {"id": 1, "name": "ann", "bal": Decimal("10.00")}
+    assert hist[1][5] == {"id": 1, "name": "ann", "bal": Decimal("11.00")}
     assert hist[1][6] == ["bal"]
     tx = list(s.tx(2).rows)
     assert [(r[3], r[4]) for r in tx] == [("update", {"id": 1}), ("delete", {"id": 2})]
-    assert tx[1][5] == {"id": 2, "name": "bob", "bal": "20.50"} and tx[1][6] is None
+    assert tx[1][5] == {"id": 2, "name": "bob", "bal": Decimal("20.50")} and tx[1][6] is None
     log = list(s.changes(since=AtLsn(100)).rows)
-    assert [(r[4], r[6]) for r in log] == [("update", {"bal": "11.00"}), ("delete", {})]
+    assert [(r[4], r[6]) for r in log] == [("update", {"bal": Decimal("11.00")}), ("delete", {})]
     assert s.position("src") == {"lsn": 200}
     with pytest.raises(RowbackError, match="not in the store"):
         s.tx(99)
@@ -305,7 +307,7 @@ def test_property_asof_equals_model_at_every_commit(
             key = change[4]["id"]
             if change[5] is not None and key in prior and key not in seen_in(t, key):
                 k, n, b = prior[key]
-                assert change[5] == {"id": k, "name": n, "bal": str(b)}, f"tx {t} key {key}"
+                assert change[5] == {"id": k, "name": n, "bal": b}, f"tx {t} key {key}"
 
 
 def test_tx_with_many_keys_has_before_images(open_store: Callable[..., Store]) -> None:
@@ -314,7 +316,7 @@ def test_tx_with_many_keys_has_before_images(open_store: Callable[..., Store]) -
     s.write([ch(T1, Op.UPDATE, [str(i), f"n{i}", "0.00"], 2, i) for i in range(150)], "src", {})
     got = list(s.tx(2).rows)
     assert len(got) == 150
-    assert all(r[5]["bal"] == "1.00" and r[6]["bal"] == "0.00" for r in got)
+    assert all(r[5]["bal"] == Decimal("1.00") and r[6]["bal"] == Decimal("0.00") for r in got)
     assert {r[4]["id"] for r in got} == set(range(150))
 
 
@@ -412,3 +414,70 @@ def test_asof_before_a_snapshot_is_refused_not_empty(open_store: Callable[..., S
         rows(s, "acct", AtLsn(100))
     assert rows(s, "item", AtLsn(99)) == []  # before its first insert: it did not exist
     assert rows(s, "item", AtLsn(100)) == [(1, "x", 5)]
+
+
+TYPED = TableSchema(
+    "src",
+    "public",
+    "typed",
+    (
+        Column("id", "integer", True),
+        Column("price", "numeric(12,2)"),
+        Column("blob", "bytea"),
+        Column("at", "timestamp with time zone"),
+        Column("tags", "integer[]"),
+        Column("doc", "jsonb"),
+    ),
+)
+# the same table after ``ADD COLUMN fee numeric(12,2) DEFAULT 0.50``: older rows hold it
+TYPED_FEE = TableSchema(
+    TYPED.source,
+    TYPED.schema,
+    TYPED.name,
+    (*TYPED.columns, Column("fee", "numeric(12,2)", missing="0.50")),
+)
+TYPED_HINTS = {"price": "numeric", "blob": "bytea", "tags": "pgarray:int", "doc": "json"}
+
+
+def test_images_are_raw_values_with_their_hints(open_store: Callable[..., Store]) -> None:
+    """history, tx and changes return images as the store holds them (a Decimal, bytes, a
+    datetime, an array's PostgreSQL text), each with its column's hint: a guarded revert
+    builds exact SQL from them, and only the CLI and the API render them as JSON."""
+    s = open_store()
+    row = ["1", "9.90", "\\x0102ff", "2024-05-01 10:00:00.123456+00", "{1,2,NULL}", '{"a": 1}']
+    s.write([ch(TYPED, Op.INSERT, row, 1, 1)], "src", {"lsn": 100})
+    s.write([ch(TYPED_FEE, Op.UPDATE, ["1", "11.00", *row[2:], "0.50"], 2, 1)], "src", {})
+    at = datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    raw = {"id": 1, "price": Decimal("9.90"), "blob": b"\x01\x02\xff", "at": at}
+    raw |= {"tags": "{1,2,NULL}", "doc": '{"a": 1}'}
+
+    def assert_raw(image: object, want: dict[str, object], hints: dict[str, str]) -> None:
+        assert isinstance(image, Image) and image == want and image.types == hints
+        for name, value in want.items():  # Decimal("9.90") == 9.9: the types must match too
+            assert type(image[name]) is type(value), name
+
+    (insert, update) = s.history("typed", ["1"]).rows
+    assert insert[4] is None
+    assert_raw(insert[5], raw, TYPED_HINTS)
+    assert_raw(update[4], raw, TYPED_HINTS)
+    after = {**raw, "price": Decimal("11.00"), "fee": Decimal("0.50")}  # fee: the missing value
+    assert_raw(update[5], after, {**TYPED_HINTS, "fee": "numeric"})
+    ((_, _, _, op, key, before, tx_after, _),) = s.tx(2).rows
+    assert op == "update"
+    assert_raw(key, {"id": 1}, {})
+    assert_raw(before, raw, TYPED_HINTS)
+    assert_raw(tx_after, after, {**TYPED_HINTS, "fee": "numeric"})
+    log = [(r[5], r[6]) for r in s.changes("typed").rows]
+    assert_raw(log[0][0], {"id": 1}, {})
+    assert_raw(log[0][1], raw, TYPED_HINTS)
+    assert_raw(log[1][1], {"price": Decimal("11.00")}, {"price": "numeric"})
+    # and the edge renders them as before
+    assert to_json_value(update[5], "row") == {
+        "id": 1,
+        "price": "11.00",
+        "blob": "AQL/",
+        "at": "2024-05-01T10:00:00.123456+00:00",
+        "tags": [1, 2, None],
+        "doc": {"a": 1},
+        "fee": "0.50",
+    }

@@ -29,9 +29,41 @@ class Capabilities:
     """Only one process may open the store while it is being written."""
 
 
+class Image(dict[str, object]):
+    """A row image (``before``, ``after``, a key, what a change wrote): each column's
+    value as the store holds it, unrendered, with its rendering hint in ``types``.
+
+    Values are typed where Python holds them exactly (int, float, Decimal, bytes, UUID,
+    date and time) and PostgreSQL's text where it does not (unbounded numeric, arrays,
+    json, intervals, BC or infinite dates), so a caller building SQL (a guarded revert's
+    ``WHERE col = <expected>``) gets the exact value; ``render`` turns it into JSON only
+    at the edge. Equality is the dict's: the hints do not take part.
+
+    >>> Image({"id": 1, "tags": "{a,b}"}, {"tags": "pgarray"}).types
+    {'tags': 'pgarray'}
+    """
+
+    __slots__ = ("types",)
+
+    def __init__(
+        self, values: Mapping[str, object] | None = None, types: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(values or {})
+        self.types: dict[str, str] = dict(types) if types else {}
+
+    def put(self, name: str, value: object, hint: str | None) -> None:
+        """Set column ``name`` to ``value``, to be read as ``hint`` (None: by its type)."""
+        self[name] = value
+        if hint:
+            self.types[name] = hint
+        else:
+            self.types.pop(name, None)
+
+
 @dataclass
 class Result:
-    """Rows of a query, with hints (``json``, ``numeric``, ``bytea``…) for rendering."""
+    """Rows of a query, with hints (``json``, ``numeric``, ``bytea``, ``row``…) for
+    rendering: values are as the store holds them (a ``row`` column holds an ``Image``)."""
 
     columns: list[str]
     rows: Iterable[Sequence[object]]

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+from helpers import shown
 from pgcap import (
     TableState,
     assert_same,
@@ -157,7 +158,7 @@ def test_retype_keeps_values_of_untouched_rows(pg_dsn: str, store_path: Path) ->
             _every_plan_same(store, "public.s", AtLsn(lsn), want)
         # row 5 was never changed after the rewrite: its history shows it re-read, after
         # its versions under the old key type
-        versions = list(store.history("public.s", ["5"]).rows)
+        versions = shown(store.history("public.s", ["5"]))
         assert [v[3] for v in versions] == ["snapshot", "snapshot"]
         assert versions[0][5] == {"id": 5, "a": 5, "n": "6.25", "v": "v5", "t": 5}
         assert versions[1][5] == {"id": 5, "a": 5, "n": "6.2500", "v": "v5", "t": "5"}
@@ -213,7 +214,7 @@ def test_added_column_default_shows_for_untouched_rows(pg_dsn: str, store_path: 
     capture_and_check(pg_dsn, store_path, "public.s", [before, after, later])
     with opened(store_path) as store:
         # history: the update after the ALTER shows the default in its after image
-        last = list(store.history("public.s", ["5"]).rows)[-1]
+        last = shown(store.history("public.s", ["5"]))[-1]
         assert last[5] == {"id": 5, "a": 6, "d": "7.50", "t": "it's"}
     conn.close()
 

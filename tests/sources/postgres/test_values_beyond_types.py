@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from helpers import shown
 from pgcap import TableState, assert_same, execute, insert_lsn, pg_connect, pg_state
 
 from rowback.errors import RowbackError
@@ -128,11 +129,11 @@ def test_beyond_through_snapshot_stream_updates_and_keys(
             v = next(c for c in store.table(name).columns if c.name == "v")
             assert v.widened is widens
         # history, tx and changes give what Python cannot hold as PostgreSQL's text
-        hist = list(store.history("public.t", ["1"]).rows)
+        hist = shown(store.history("public.t", ["1"]))
         assert [h[3] for h in hist] == ["snapshot", "update"]
         assert hist[1][4]["v"] != special[-1] and hist[1][5]["v"] == special[-1]
         assert hist[1][6] == ["v"]
-        hist = list(store.history("public.t", ["2"]).rows)
+        hist = shown(store.history("public.t", ["2"]))
         assert hist[0][5]["v"] == special[0] and hist[1][4]["v"] == special[0]
         for v in special[1:]:
             assert [h[3] for h in store.history("public.k", [v]).rows] == ["insert"]
@@ -144,14 +145,14 @@ def test_beyond_through_snapshot_stream_updates_and_keys(
             "snapshot",
             "delete",
         ]
-        tx = {(r[2], r[3], str(r[4])): r for r in store.tx(txid).rows}
+        tx = {(r[2], r[3], str(r[4])): r for r in shown(store.tx(txid))}
         assert tx[("public.t", "update", "{'id': 1}")][6]["v"] == special[-1]
         assert tx[("public.t", "update", "{'id': 2}")][5]["v"] == special[0]
         beside = tx[("public.t", "update", "{'id': 10}")]
         assert beside[5]["v"] == beside[6]["v"] == special[0]
         assert tx[("public.k", "update", str({"v": special[0]}))][5]["note"] == "s"
         assert [r[5]["note"] for r in tx.values() if r[3] == "delete"] == ["o"]
-        log = list(store.changes("public.t", since=AtLsn(states[0][0])).rows)
+        log = shown(store.changes("public.t", since=AtLsn(states[0][0])))
         written = [r[6]["v"] for r in log if r[4] == "insert"]
         assert written == special
     conn.close()
@@ -226,7 +227,7 @@ def test_asof_across_a_widening_from_a_checkpoint_taken_before(
         )
         assert {k for _, k in kinds} == {"VARCHAR"} and len(kinds) == 3
         assert assert_every_plan(store, "public.w", states) == set(PLANS)
-        hist = [h[5]["v"] if h[5] else None for h in store.history("public.w", ["1"]).rows]
+        hist = [h[5]["v"] if h[5] else None for h in shown(store.history("public.w", ["1"]))]
         assert hist[-1] == beyond[0]
     conn.close()
 
@@ -257,7 +258,7 @@ def test_missing_values_beyond_the_type(pg_dsn: str, store_path: Path) -> None:
         n = next(c for c in store.table("public.m").columns if c.name == "n")
         assert n.widened and n.missing == "NaN"
         assert assert_every_plan(store, "public.m", states) == set(PLANS)
-        last = list(store.history("public.m", ["3"]).rows)[-1]
+        last = shown(store.history("public.m", ["3"]))[-1]
         assert last[5] == {
             "id": 3,
             "a": 0,
@@ -284,7 +285,7 @@ def test_tx_before_images_of_many_keys_beyond_python(pg_dsn: str, store_path: Pa
     txid = int(_scalar(conn, "SELECT max(xmin::text::bigint) FROM e"))
     capture(pg_dsn, store_path)
     with DuckDBStore(store_path, read_only=True) as store:
-        rows = list(store.tx(txid).rows)
+        rows = shown(store.tx(txid))
         assert len(rows) == 73
         assert all(r[5]["n"] == 1 and r[6]["n"] == 2 for r in rows)
         keys = {r[4]["d"] for r in rows}

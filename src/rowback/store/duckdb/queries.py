@@ -20,14 +20,11 @@ from rowback.errors import BadParameter, NotFound, RowbackError
 from rowback.filters import SQL_SYMBOL, Filter
 from rowback.filters import Op as FilterOp
 from rowback.model import Op
-from rowback.render import to_json_value
-from rowback.store.base import Result
+from rowback.store.base import Image, Result
 from rowback.store.duckdb import states
 from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table, first, unregister
 from rowback.timetravel import key_values
 from rowback.when import AtLsn, AtTime, BeforeTx, Point, format_lsn
-
-Row = dict[str, object]
 
 
 def bound(con: duckdb.DuckDBPyConnection, point: Point) -> int:
@@ -83,7 +80,7 @@ def asof(
         choices = [p for p in choices if p.name == plan]
         if not choices:
             raise RowbackError(f"plan {plan!r} cannot answer {t.qualified} at position {b}")
-    # filters and the order see the typed columns; only what is returned is rendered
+    # filters and the order see the typed columns; only what is returned is output
     name = t.name
     outs = ", ".join(f"{c.physical.output(f'{name}.{_q(c)}')} AS {_q(c)}" for c in order)
     cond, params = _conditions(t, name, order, where)
@@ -186,49 +183,52 @@ def _version_sql(t: Table, where: str, key_text: bool = False) -> str:
 
 
 class _Folder:
-    """Replays versions of rows into full before/after images (JSON-ready values)."""
+    """Replays versions of rows into full before/after images: values as Python gets them,
+    each with the hint of the physical column it was read from; the edge renders them."""
 
     def __init__(self, t: Table, con: duckdb.DuckDBPyConnection) -> None:
         self.t = t
         self.words = t.mask_words()
         self.base = 5 + self.words
         # what rows older than an added column read in it (``PhysColumn.missing``)
-        self.missing: dict[str, object] = {}
+        self.missing = Image()
         for c in t.columns:
             if (lit := c.missing_sql()) is not None:
                 got = first(con.execute(f"SELECT {c.physical.output(lit)}").fetchall())
-                self.missing[c.name] = to_json_value(got[0] if got else None, c.physical.hint)
+                self.missing.put(c.name, got[0] if got else None, c.physical.hint)
 
-    def decode(self, r: Sequence[Any]) -> tuple[Op, dict[str, object], dict[str, object]]:
+    def decode(self, r: Sequence[Any]) -> tuple[Op, Image, Image]:
         """The op, the key, and the written columns of one version row."""
         op = Op(r[4])
         mask = 0
         for w in range(self.words):
             mask |= int(r[5 + w] or 0) << (w * MASK_BITS)
-        key: dict[str, object] = {}
-        written: dict[str, object] = {}
+        key = Image()
+        written = Image()
         for c in self.t.columns:
             v = r[self.base + c.phys]
             if c.key and c.alive_at(int(r[0])):  # the key of this version's generation
-                key[c.name] = to_json_value(v, c.physical.hint)
+                key.put(c.name, v, c.physical.hint)
             if (mask >> c.phys) & 1:
-                written[c.name] = to_json_value(v, c.physical.hint)
+                written.put(c.name, v, c.physical.hint)
         return op, key, written
 
     def step(
-        self, state: Row | None, op: Op, written: Row, pos: int
-    ) -> tuple[Row | None, Row | None]:
+        self, state: Image | None, op: Op, written: Image, pos: int
+    ) -> tuple[Image | None, Image | None]:
         """Apply one version to ``state``; return (before, after)."""
         if op in (Op.DELETE, Op.TRUNCATE):
             return state, None
         alive = [c.name for c in self.t.columns if c.alive_at(pos)]
+        after = Image()
         if op in (Op.INSERT, Op.SNAPSHOT) or state is None:
-            return (None if op != Op.UPDATE else state), {n: written.get(n) for n in alive}
-        missing = self.missing
-        after = {
-            n: written[n] if n in written else state[n] if n in state else missing.get(n)
-            for n in alive
-        }
+            for n in alive:
+                after.put(n, written.get(n), written.types.get(n))
+            return (None if op != Op.UPDATE else state), after
+        for n in alive:
+            # each value keeps the hint it was read with (a retyped column has two)
+            src = written if n in written else state if n in state else self.missing
+            after.put(n, src.get(n), src.types.get(n))
         return state, after
 
 
@@ -258,7 +258,7 @@ def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Res
         raise BadParameter("key", f"--key {','.join(key)}: {str(e).splitlines()[0]}") from None
     folder = _Folder(t, con)
     out: list[tuple[object, ...]] = []
-    state: Row | None = None
+    state: Image | None = None
     for r in rows:
         op, _, written = folder.decode(r)
         if op is Op.TRUNCATE and state is None:
@@ -374,7 +374,7 @@ def _tx_rows(
         k = tuple(r[folder.base + c.phys] for c in _keys_at(t, r[0]))
         before, after = folder.step(states.get(k), op, written, r[0])
         if op is Op.TRUNCATE:
-            before, key = None, {}
+            before, key = None, Image()
         states[k] = after
         changed = sorted(written) if op is Op.UPDATE else []
         out.append(
@@ -389,7 +389,7 @@ def _states_before(
     rows: list[tuple[Any, ...]],
     lo: int,
     texts: int,
-) -> dict[tuple[Any, ...], Row | None]:
+) -> dict[tuple[Any, ...], Image | None]:
     """Full rows just before position ``lo`` for every key the versions in ``rows`` (key
     texts from column ``texts`` on) touch, keyed as those rows give their keys."""
     every = [c for c in t.columns if c.key]  # the key texts are of these, in this order
@@ -429,9 +429,8 @@ def _states_before(
         finally:
             unregister(con, "_rb_want")
     nkeys = len([c for c in order if c.key])
-    found: dict[tuple[Any, ...], Row | None] = {}
+    hints = _hints(order)
+    found: dict[tuple[Any, ...], Image | None] = {}
     for r in prior:
-        found[tuple(r[:nkeys])] = {
-            c.name: to_json_value(v, c.physical.hint) for c, v in zip(order, r, strict=True)
-        }
+        found[tuple(r[:nkeys])] = Image({c.name: v for c, v in zip(order, r, strict=True)}, hints)
     return found
