@@ -53,6 +53,7 @@ def test_bad_parameters_get_problem_details(pg_dsn: str, tmp_path: Path) -> None
             ("/api/v1/changes", {"txid": "-4"}, ("txid",)),
             ("/api/v1/tx/99999999", {}, ()),
             ("/api/v1/tx/abc", {}, ("txid",)),
+            ("/api/v1/tx/0%2F", {}, ()),  # decodes to a trailing slash: not a redirect
         ]
         for path, params, names in cases:
             _assert_problem(svc, path, params, *names)

@@ -17,6 +17,9 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        # a redirect to the path without its trailing slash is not an answer a script
+        # can use (and "0%2F" decodes to one): such a path is a 404 problem instead
+        redirect_slashes=False,
     )
     app.state.ctx = ctx
     problems.install(app)
