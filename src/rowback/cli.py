@@ -598,6 +598,103 @@ def tx(
     _query(store, fmt, f"/api/v1/tx/{txid}", {"source": source}, lambda r: r.tx(txid, source))
 
 
+class PlanFmt(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def revert(
+    txid: Annotated[
+        list[int] | None, typer.Option("--txid", help="A transaction to revert (repeatable).")
+    ] = None,
+    mode: Annotated[
+        str, typer.Option(help="nocascade (refuse on any conflict), nonconflict, or force.")
+    ] = "nocascade",
+    target: Annotated[
+        str | None, typer.Option(help="DSN of the database to revert (the captured one).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
+    ] = False,
+    sql: Annotated[
+        Path | None, typer.Option("--sql", help="Write the reverse SQL here; apply nothing.")
+    ] = None,
+    max_rows: Annotated[int, typer.Option(help="Refuse a revert of more rows.", min=1)] = 100_000,
+    source: Annotated[str | None, typer.Option(help="The source the txids are of.")] = None,
+    slot: Annotated[str, typer.Option(help="Capture's replication slot.")] = "rowback",
+    publication: Annotated[str, typer.Option(help="Capture's publication.")] = "rowback",
+    store: StoreOpt = None,
+    fmt: Annotated[PlanFmt, typer.Option("--format", "-f", help="table or json.")] = PlanFmt.table,
+) -> None:
+    """Undo exactly the cells some transactions wrote; later edits of other cells survive.
+
+    Every statement is guarded by the values the shadow holds for its row, in one
+    PostgreSQL transaction: a row changed since the plan is never overwritten."""
+    from rowback import revert as rv
+    from rowback.revert import apply as ra
+    from rowback.revert import sql as rsql
+
+    try:
+        chosen = rv.Mode(mode)
+    except ValueError:
+        raise BadParameter(
+            "--mode", f"--mode {mode!r}: choose nocascade, nonconflict or force"
+        ) from None
+    if target is None and not (dry_run or sql):
+        raise RowbackError(
+            "give --target DSN (the store does not record the source's DSN), or --dry-run/--sql"
+        )
+    import secrets
+
+    reversion = secrets.token_hex(4)
+    with _reader(store) as s:
+        if target is not None:
+            state = next((x for x in s.sources() if x.name == (source or "postgres")), None)
+            if state is None or state.position is None:
+                raise RowbackError(
+                    f"the store holds no position of source {source or 'postgres'!r}"
+                )
+            ra.check_caught_up(target, int(state.position["lsn"]), slot, publication)
+        plan = rv.prepare(s, txid or [], chosen, source, max_rows)
+    if dry_run:
+        write_rows(sys.stdout, fmt.value, rv.PLAN_COLUMNS, rv.plan_rows(plan), {"key": "row"})
+        _plan_summary(plan)
+        return
+    for c in plan.conflicts:
+        typer.echo(f"rowback: conflict: {c.line(_keys_of(plan, c.table))}", err=True)
+    if plan.refused:
+        raise RowbackError(
+            f"refused: {len(plan.conflicts)} conflict(s) (listed above) in --mode nocascade; "
+            "nothing was written (--mode nonconflict reverts the rest, force overwrites)"
+        )
+    if sql is not None:
+        with sql.open("w") as out:
+            out.writelines(rsql.script(plan, reversion))
+        typer.echo(f"rowback: wrote {len(plan.writes)} guarded statement(s) to {sql}", err=True)
+        return
+    assert target is not None
+    done = ra.apply(plan, target, reversion)
+    for m in done.missed:
+        typer.echo(f"rowback: changed since the plan, left as it is: {m.describe()}", err=True)
+    row = (reversion, chosen.value, done.rows, len(done.missed), len(plan.conflicts), done.txid)
+    cols = ["reversion", "mode", "rows", "missed", "conflicts", "txid"]
+    write_rows(sys.stdout, fmt.value, cols, [row])
+
+
+def _keys_of(plan: Any, table: str) -> tuple[str, ...]:
+    return next((tuple(r.key_columns) for r in plan.rows if r.table == table), ())
+
+
+def _plan_summary(plan: Any) -> None:
+    verdict = "refused in nocascade" if plan.refused else "would apply"
+    typer.echo(
+        f"rowback: {len(plan.writes)} row(s) to change, {len(plan.conflicts)} conflict(s): "
+        f"{verdict}",
+        err=True,
+    )
+
+
 @app.command()
 def demo(
     keep: Annotated[

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from rowback.errors import RowbackError
 from rowback.filters import Filter
 from rowback.model import Change, ChangeBatch, Op, Quarantined, TableSchema, WriteStats
-from rowback.store.base import Capabilities, Result, SourceState, TableInfo
+from rowback.store.base import Capabilities, Result, SourceState, TableInfo, TableVersions
 from rowback.store.duckdb import catalog, checkpoints, retype, vector, widening
 from rowback.store.duckdb.catalog import Table, first, unregister
 from rowback.store.duckdb.reader import CatalogCache, DuckDBReader, Snapshot
@@ -337,6 +337,11 @@ class DuckDBStore:
 
     def tx(self, txid: int, source: str | None = None) -> Result:
         return self._reading().tx(txid, source)
+
+    def touched_versions(
+        self, txids: Sequence[int], source: str | None = None
+    ) -> list[TableVersions]:
+        return self._reading().touched_versions(txids, source)
 
     def quarantined(self, source: str | None = None) -> Result:
         return self._reading().quarantined(source)

@@ -1,0 +1,148 @@
+"""Applying a revert to PostgreSQL: the I/O half.
+
+Before planning, the shadow must hold everything the target has committed
+(:func:`check_caught_up`), else the plan's guards would be stale. The apply is one
+transaction under short lock and statement timeouts, marked with a logical message
+(``rowback.revert``) so capture can tell Rowback's own writes; each guarded statement must
+change exactly one row, else a write landed between plan and apply.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+
+from rowback.errors import RowbackError
+from rowback.revert.plan import Mode, Plan
+from rowback.revert.sql import (
+    LOCK_TIMEOUT,
+    MESSAGE_PREFIX,
+    STATEMENT_TIMEOUT,
+    Statement,
+    statements,
+)
+from rowback.sources.postgres.source_catalog import connect
+from rowback.when import format_lsn
+
+Conn = psycopg2.extensions.connection
+
+
+@dataclass
+class Applied:
+    """What an apply did: the reverting transaction, rows changed, statements that found
+    their row changed since the plan (left as they are, nonconflict only)."""
+
+    txid: int
+    rows: int
+    missed: list[Statement] = field(default_factory=list)
+
+
+def _lsn(conn: Conn, query: str) -> int:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT ({query} - '0/0'::pg_lsn)::text")
+        row = cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def check_caught_up(
+    dsn: str, store_lsn: int, slot: str = "rowback", publication: str = "rowback"
+) -> None:
+    """Stop unless the shadow (at ``store_lsn``) holds every transaction the target has
+    committed. WAL moves on without commits (checkpoints, other databases), so when the
+    target is ahead, capture's idle slot is peeked for commits it has not delivered."""
+    conn = connect(dsn)
+    conn.autocommit = True
+    try:
+        current = _lsn(conn, "pg_current_wal_lsn()")
+        if current <= store_lsn:
+            return
+        behind = (
+            f"the shadow is {current - store_lsn} bytes of WAL behind the target "
+            f"(shadow at {format_lsn(store_lsn)}, target at {format_lsn(current)})"
+        )
+        try:
+            unseen = _unseen_commits(conn, store_lsn, slot, publication)
+        except psycopg2.Error as e:
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RowbackError(f"{behind}, and its slot cannot tell more ({why})") from None
+        if unseen:
+            raise RowbackError(
+                f"{behind}: {unseen} committed transaction(s) are not in the shadow yet; "
+                "capture them first (rowback capture --once), then plan again"
+            )
+    finally:
+        conn.close()
+
+
+def _unseen_commits(conn: Conn, store_lsn: int, slot: str, publication: str) -> int:
+    """Commits of published tables after ``store_lsn`` that the slot holds (PostgreSQL 15's
+    pgoutput sends no empty transactions)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, NULL, "
+            "'proto_version', '1', 'publication_names', %s)",
+            [slot, publication],
+        )
+        n = 0
+        for (data,) in cur.fetchall():
+            buf = bytes(data)
+            if buf[:1] == b"C":
+                (end_lsn,) = struct.unpack_from(">Q", buf, 10)  # after flags, commit LSN
+                n += end_lsn > store_lsn
+        return n
+
+
+def apply(
+    plan: Plan,
+    dsn: str,
+    reversion: str,
+    lock_timeout: str = LOCK_TIMEOUT,
+    statement_timeout: str = STATEMENT_TIMEOUT,
+    between: Callable[[], None] | None = None,
+) -> Applied:
+    """Run ``plan``'s statements in one transaction. A statement that changes no row means
+    its row changed since the plan: nonconflict leaves it and reports it; the other modes
+    roll everything back. ``between`` runs after the transaction began, before the first
+    statement (tests use it to land a write there)."""
+    if plan.refused:
+        raise RowbackError("the plan has conflicts and the mode is nocascade: refused")
+    conn = connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", [lock_timeout])
+            cur.execute("SELECT set_config('statement_timeout', %s, true)", [statement_timeout])
+            cur.execute("SELECT pg_logical_emit_message(true, %s, %s)", [MESSAGE_PREFIX, reversion])
+            if between is not None:
+                between()
+            done, missed = 0, []
+            for s in statements(plan):
+                cur.execute(s.sql)
+                if cur.rowcount == 1:
+                    done += 1
+                    continue
+                if plan.mode is Mode.nonconflict:
+                    missed.append(s)
+                    continue
+                conn.rollback()
+                raise RowbackError(
+                    f"{s.describe()} changed after the plan (a write landed since): "
+                    "nothing was reverted; plan again"
+                )
+            cur.execute("SELECT pg_current_xact_id()::text")
+            row = cur.fetchone()
+            assert row is not None
+            txid = int(row[0])
+        conn.commit()
+        return Applied(txid, done, missed)
+    except psycopg2.Error as e:
+        conn.rollback()
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RowbackError(f"the revert failed and was rolled back: {first}") from None
+    finally:
+        conn.close()
