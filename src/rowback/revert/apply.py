@@ -134,7 +134,7 @@ def apply(
                     f"{s.describe()} changed after the plan (a write landed since): "
                     "nothing was reverted; plan again"
                 )
-            cur.execute("SELECT pg_current_xact_id()::text")
+            cur.execute("SELECT pg_current_xact_id()::xid::text")
             row = cur.fetchone()
             assert row is not None
             txid = int(row[0])

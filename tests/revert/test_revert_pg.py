@@ -1,0 +1,191 @@
+"""``rowback revert`` against a real PostgreSQL: capture, damage, later edits, revert."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from pgcap import TableState, capture_once, execute, opened, pg_connect, pg_state
+
+from rowback.errors import RowbackError
+from rowback.revert import Mode, prepare
+from rowback.revert.apply import apply
+
+ROWBACK = [sys.executable, "-m", "rowback.cli"]
+PSQL = "/usr/lib/postgresql/15/bin/psql"
+
+
+def run(*args: str, store: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ROWBACK_STORE": str(store)}
+    env.pop("ROWBACK_DEBUG", None)
+    got = subprocess.run([*ROWBACK, *args], capture_output=True, text=True, env=env, timeout=120)
+    if ok:
+        assert got.returncode == 0, got.stderr
+    return got
+
+
+def in_tx(dsn: str, *statements: str) -> int:
+    """Run ``statements`` in one transaction; its txid as the store keeps it."""
+    conn = pg_connect(dsn, autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            for s in statements:
+                cur.execute(s)
+            cur.execute("SELECT pg_current_xact_id()::xid::text")
+            row = cur.fetchone()
+            assert row is not None
+        conn.commit()
+        return int(row[0])
+    finally:
+        conn.close()
+
+
+def state(dsn: str, table: str = "public.products") -> TableState:
+    conn = pg_connect(dsn)
+    try:
+        return pg_state(conn, table)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def damaged(pg_dsn: str, store_path: Path) -> tuple[str, int, TableState]:
+    """A shop captured, then a bad deploy (``SET price = 0`` without WHERE) and, after it,
+    an unrelated edit of another column (stock) of a damaged row; all captured. Returns
+    the DSN, the bad transaction and the state before it."""
+    execute(
+        pg_dsn,
+        "CREATE TABLE products (id int PRIMARY KEY, name text, price numeric(10,2), stock int)",
+        "INSERT INTO products SELECT g, 'p' || g, g * 1.25, 10 FROM generate_series(1, 20) g",
+    )
+    capture_once(pg_dsn, store_path)
+    before = state(pg_dsn)
+    bad = in_tx(pg_dsn, "UPDATE products SET price = 0")
+    execute(pg_dsn, "UPDATE products SET stock = stock - 1 WHERE id = 3")
+    capture_once(pg_dsn, store_path)
+    return pg_dsn, bad, before
+
+
+def expected_after(before: TableState) -> dict[tuple[object, ...], dict[str, object]]:
+    want = {k: dict(r) for k, r in before.rows.items()}
+    want[("3",)]["stock"] = "9"
+    return want
+
+
+def test_revert_restores_the_damaged_cells_and_keeps_the_later_edit(
+    damaged: tuple[str, int, TableState], store_path: Path
+) -> None:
+    dsn, bad, before = damaged
+    got = run("revert", "--txid", str(bad), "--target", dsn, "--format", "json", store=store_path)
+    (result,) = [orjson.loads(x) for x in got.stdout.splitlines()]
+    assert result["rows"] == 20 and result["missed"] == 0 and result["conflicts"] == 0
+    assert state(dsn).rows == expected_after(before)
+    # the reverting transaction is marked and captured like any other
+    capture_once(dsn, store_path)
+    with opened(store_path) as s:
+        assert s.tx(int(result["txid"])).rows
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(
+    damaged: tuple[str, int, TableState], store_path: Path
+) -> None:
+    dsn, bad, before = damaged
+    now = state(dsn).rows
+    got = run("revert", "--txid", str(bad), "--dry-run", "--format", "json", store=store_path)
+    rows = [orjson.loads(x) for x in got.stdout.splitlines()]
+    assert len(rows) == 20
+    three = next(r for r in rows if r["key"] == {"id": "3"})
+    assert (three["column"], three["expected"], three["target"]) == ("price", "0.00", "3.75")
+    assert "20 row(s) to change" in got.stderr
+    assert state(dsn).rows == now
+
+
+def test_nocascade_refuses_a_same_cell_conflict_and_names_the_writer(
+    damaged: tuple[str, int, TableState], store_path: Path
+) -> None:
+    dsn, bad, before = damaged
+    fixer = in_tx(dsn, "UPDATE products SET price = 4.00 WHERE id = 5")
+    capture_once(dsn, store_path)
+    now = state(dsn).rows
+    got = run("revert", "--txid", str(bad), "--target", dsn, store=store_path, ok=False)
+    assert got.returncode == 1
+    assert f"(id)=(5) price: written later by tx {fixer}" in got.stderr
+    assert "refused" in got.stderr
+    assert state(dsn).rows == now
+
+    # nonconflict reverts the rest and reports the kept cell
+    got = run(
+        "revert",
+        "--txid",
+        str(bad),
+        "--target",
+        dsn,
+        "--mode",
+        "nonconflict",
+        "-f",
+        "json",
+        store=store_path,
+    )
+    assert orjson.loads(got.stdout)["rows"] == 19
+    assert f"written later by tx {fixer}" in got.stderr
+    want = expected_after(before)
+    want[("5",)]["price"] = "4.00"
+    assert state(dsn).rows == want
+
+
+def test_the_sql_file_applied_by_psql_equals_the_apply(
+    damaged: tuple[str, int, TableState], store_path: Path, tmp_path: Path
+) -> None:
+    dsn, bad, before = damaged
+    path = tmp_path / "revert.sql"
+    run("revert", "--txid", str(bad), "--sql", str(path), store=store_path)
+    text = path.read_text()
+    assert text.count("IS NOT DISTINCT FROM '0.00'::numeric(10,2)") == 20
+    subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path), dsn], check=True)
+    assert state(dsn).rows == expected_after(before)
+
+
+def test_a_write_between_plan_and_apply_is_not_overwritten(
+    damaged: tuple[str, int, TableState], store_path: Path
+) -> None:
+    dsn, bad, before = damaged
+    with opened(store_path) as s:
+        plan = prepare(s, [bad], Mode.nocascade)
+        nonconflict = prepare(s, [bad], Mode.nonconflict)
+    execute(dsn, "UPDATE products SET price = 7.77 WHERE id = 8")
+    now = state(dsn).rows
+    with pytest.raises(RowbackError, match=r"\(id\)=\(8\) changed after the plan"):
+        apply(plan, dsn, "t1")
+    assert state(dsn).rows == now  # rolled back whole
+    done = apply(nonconflict, dsn, "t2")
+    assert done.rows == 19 and [m.row.key for m in done.missed] == [("8",)]
+    want = expected_after(before)
+    want[("8",)]["price"] = "7.77"
+    assert state(dsn).rows == want
+
+
+def test_a_shadow_behind_the_target_stops_the_revert(
+    damaged: tuple[str, int, TableState], store_path: Path
+) -> None:
+    dsn, bad, _ = damaged
+    execute(dsn, "UPDATE products SET name = 'late' WHERE id = 1")
+    now = state(dsn).rows
+    got = run("revert", "--txid", str(bad), "--target", dsn, store=store_path, ok=False)
+    assert got.returncode == 1 and "behind the target" in got.stderr
+    assert "1 committed transaction(s)" in got.stderr
+    assert state(dsn).rows == now
+
+
+def test_bad_selections_are_one_line_errors(
+    damaged: tuple[str, int, TableState], store_path: Path
+) -> None:
+    dsn, _, _ = damaged
+    got = run("revert", "--txid", "4242424", "--target", dsn, store=store_path, ok=False)
+    assert got.returncode == 1
+    assert got.stderr.strip() == "rowback: error: transaction 4242424 is not in the store"
+    got = run("revert", "--target", dsn, store=store_path, ok=False)
+    assert got.returncode == 1 and "--txid" in got.stderr
