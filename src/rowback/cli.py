@@ -658,7 +658,9 @@ def revert(
             ra.check_caught_up(target, int(state.position["lsn"]), slot, publication)
         plan = rv.prepare(s, txid or [], chosen, source, max_rows)
     if dry_run:
-        write_rows(sys.stdout, fmt.value, rv.PLAN_COLUMNS, rv.plan_rows(plan), {"key": "row"})
+        live = ra.live_values(target, plan) if target is not None else None
+        rows = rv.plan_rows(plan, live)
+        write_rows(sys.stdout, fmt.value, rv.PLAN_COLUMNS, rows, {"key": "row"})
         _plan_summary(plan)
         return
     for c in plan.conflicts:

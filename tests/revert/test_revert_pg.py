@@ -12,8 +12,8 @@ import pytest
 from pgcap import TableState, capture_once, execute, opened, pg_connect, pg_state
 
 from rowback.errors import RowbackError
-from rowback.revert import Mode, prepare
-from rowback.revert.apply import apply
+from rowback.revert import Mode, plan_rows, prepare
+from rowback.revert.apply import apply, live_values
 
 ROWBACK = [sys.executable, "-m", "rowback.cli"]
 PSQL = "/usr/lib/postgresql/15/bin/psql"
@@ -95,12 +95,19 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
 ) -> None:
     dsn, bad, before = damaged
     now = state(dsn).rows
-    got = run("revert", "--txid", str(bad), "--dry-run", "--format", "json", store=store_path)
+    got = run("revert", "--txid", str(bad), "--dry-run", "-f", "json", store=store_path)
     rows = [orjson.loads(x) for x in got.stdout.splitlines()]
     assert len(rows) == 20
     three = next(r for r in rows if r["key"] == {"id": "3"})
     assert (three["column"], three["expected"], three["target"]) == ("price", "0.00", "3.75")
+    assert three["current"] is None  # no target: nothing live to show
+    execute(dsn, "UPDATE products SET price = 1.00 WHERE id = 3")  # lands after capture
+    with opened(store_path) as s:
+        plan = prepare(s, [bad], Mode.nocascade)
+    live = {r[1]["id"]: r[4] for r in plan_rows(plan, live_values(dsn, plan))}
+    assert live["3"] == "1.00" and live["4"] == "0.00"
     assert "20 row(s) to change" in got.stderr
+    now[("3",)]["price"] = "1.00"
     assert state(dsn).rows == now
 
 

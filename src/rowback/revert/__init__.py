@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from rowback.errors import RowbackError
+from rowback.model import Text
 from rowback.revert.plan import Action, Mode, Plan, plan
 from rowback.store.base import Reader
 
@@ -39,39 +40,50 @@ def prepare(
     return got
 
 
-PLAN_COLUMNS = ["table", "key", "action", "column", "expected", "target", "conflict"]
+PLAN_COLUMNS = ["table", "key", "action", "column", "current", "expected", "target", "note"]
+
+Live = Mapping[tuple[str, tuple[Text, ...]], Mapping[str, Text] | None]
 
 
-def plan_rows(p: Plan) -> Iterator[tuple[object, ...]]:
-    """The plan as rows for output: one per cell (a row's conflicts on its first line)."""
+def plan_rows(p: Plan, live: Live | None = None) -> Iterator[tuple[object, ...]]:
+    """The plan as rows for output, one per cell: ``current`` is what the target holds
+    now (``live``; absent without a target), ``expected`` what the shadow holds and the
+    guard, ``target`` what the revert writes; a row's conflicts on its first line."""
     for r in p.rows:
         key = dict(zip(r.key_columns, r.key, strict=True))
-        notes = [c.what + " by tx " + ", ".join(map(str, c.txids)) for c in r.conflicts]
+        now = live.get((r.table, r.key)) if live is not None else None
+        notes = [
+            f"{c.what} by tx {', '.join(map(str, c.txids))}" for c in r.conflicts if not c.column
+        ]
         notes += [f"{c}: dropped since, cannot be restored" for c in r.dropped]
-        row_note = "; ".join(n for c, n in zip(r.conflicts, notes, strict=False) if not c.column)
-        row_note = "; ".join([row_note] + notes[len(r.conflicts) :]).strip("; ")
-        if r.action in (Action.insert, Action.delete) or not r.cells:
-            first = True
-            for c in r.cells or ():
+        if live is not None and now is None and r.action is not Action.insert:
+            notes.append("no such row in the target now")
+        for i, c in enumerate(r.cells or [None]):
+            note = list(notes) if i == 0 else []
+            if c is None:
                 yield (
                     r.table,
                     key,
                     r.action.value,
-                    c.column,
-                    c.expected,
-                    c.target,
-                    row_note if first else None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    "; ".join(note) or None,
                 )
-                first = False
-            if not r.cells:
-                yield (r.table, key, r.action.value, None, None, None, row_note or None)
-            continue
-        for i, c in enumerate(r.cells):
-            note = []
-            if i == 0 and row_note:
-                note.append(row_note)
+                continue
             if c.writers:
-                verb = "kept" if not c.written else "overwritten"
+                verb = "overwritten" if c.written else "kept"
                 note.append(f"written later by tx {', '.join(map(str, c.writers))} ({verb})")
             action = r.action.value if c.written else "keep"
-            yield (r.table, key, action, c.column, c.expected, c.target, "; ".join(note) or None)
+            current = now.get(c.column) if now is not None else None
+            yield (
+                r.table,
+                key,
+                action,
+                c.column,
+                current,
+                c.expected,
+                c.target,
+                "; ".join(note) or None,
+            )

@@ -18,7 +18,8 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from rowback.errors import RowbackError
-from rowback.revert.plan import Mode, Plan
+from rowback.model import Text
+from rowback.revert.plan import Mode, Plan, RowPlan
 from rowback.revert.sql import (
     LOCK_TIMEOUT,
     MESSAGE_PREFIX,
@@ -30,6 +31,7 @@ from rowback.sources.postgres.source_catalog import connect
 from rowback.when import format_lsn
 
 Conn = psycopg2.extensions.connection
+Row = dict[str, Text]
 
 
 @dataclass
@@ -96,6 +98,57 @@ def _unseen_commits(conn: Conn, store_lsn: int, slot: str, publication: str) -> 
                 (end_lsn,) = struct.unpack_from(">Q", buf, 10)  # after flags, commit LSN
                 n += end_lsn > store_lsn
         return n
+
+
+def live_values(dsn: str, plan: Plan) -> dict[tuple[str, tuple[Text, ...]], Row | None]:
+    """What the target holds now in the plan's rows (as PostgreSQL text; None: no row),
+    for the dry run's ``current`` column."""
+    from psycopg2 import sql as pgsql
+
+    by_table: dict[str, list[RowPlan]] = {}
+    for r in plan.rows:
+        by_table.setdefault(r.table, []).append(r)
+    out: dict[tuple[str, tuple[Text, ...]], Row | None] = {}
+    conn = connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for table, rows in by_table.items():
+                schema, _, rel = table.partition(".")
+                cols = list(
+                    dict.fromkeys(
+                        [*rows[0].key_columns, *(c.column for r in rows for c in r.cells)]
+                    )
+                )
+                nk = len(rows[0].key_columns)
+                keys = [[r.key[i] for r in rows] for i in range(nk)]
+
+                def texts(names: list[str]) -> pgsql.Composable:
+                    return pgsql.SQL(", ").join(
+                        pgsql.SQL("{}::text").format(pgsql.Identifier(c)) for c in names
+                    )
+
+                query = pgsql.SQL(
+                    "SELECT {} FROM {}.{} WHERE ({}) IN (SELECT * FROM unnest({}))"
+                ).format(
+                    texts(cols),
+                    pgsql.Identifier(schema),
+                    pgsql.Identifier(rel),
+                    texts(list(rows[0].key_columns)),
+                    pgsql.SQL(", ").join(pgsql.SQL("%s::text[]") for _ in range(nk)),
+                )
+                for r in rows:
+                    out[(table, r.key)] = None
+                try:
+                    cur.execute(query, keys)
+                except psycopg2.Error as e:
+                    first = str(e).strip().splitlines()[0]
+                    raise RowbackError(f"cannot read {table} from the target: {first}") from None
+                for got in cur.fetchall():
+                    out[(table, tuple(got[:nk]))] = dict(zip(cols, got, strict=True))
+    finally:
+        conn.close()
+    return out
 
 
 def apply(
