@@ -608,6 +608,9 @@ def revert(
     txid: Annotated[
         list[int] | None, typer.Option("--txid", help="A transaction to revert (repeatable).")
     ] = None,
+    reversion: Annotated[
+        int | None, typer.Option("--reversion", help="Undo this reversion (its id).")
+    ] = None,
     mode: Annotated[
         str, typer.Option(help="nocascade (refuse on any conflict), nonconflict, or force.")
     ] = "nocascade",
@@ -620,6 +623,7 @@ def revert(
     sql: Annotated[
         Path | None, typer.Option("--sql", help="Write the reverse SQL here; apply nothing.")
     ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
     max_rows: Annotated[int, typer.Option(help="Refuse a revert of more rows.", min=1)] = 100_000,
     source: Annotated[str | None, typer.Option(help="The source the txids are of.")] = None,
     slot: Annotated[str, typer.Option(help="Capture's replication slot.")] = "rowback",
@@ -630,10 +634,11 @@ def revert(
     """Undo exactly the cells some transactions wrote; later edits of other cells survive.
 
     Every statement is guarded by the values the shadow holds for its row, in one
-    PostgreSQL transaction: a row changed since the plan is never overwritten."""
+    PostgreSQL transaction: a row changed since the plan is never overwritten. Applied
+    reverts are recorded (`rowback reversions`) and can be undone (--reversion ID)."""
     from rowback import revert as rv
     from rowback.revert import apply as ra
-    from rowback.revert import sql as rsql
+    from rowback.revert import run as rr
 
     try:
         chosen = rv.Mode(mode)
@@ -645,47 +650,47 @@ def revert(
         raise RowbackError(
             "give --target DSN (the store does not record the source's DSN), or --dry-run/--sql"
         )
-    import secrets
-
-    reversion = secrets.token_hex(4)
-    with _reader(store) as s:
-        if target is not None:
-            state = next((x for x in s.sources() if x.name == (source or "postgres")), None)
-            if state is None or state.position is None:
-                raise RowbackError(
-                    f"the store holds no position of source {source or 'postgres'!r}"
-                )
-            ra.check_caught_up(target, int(state.position["lsn"]), slot, publication)
-        plan = rv.prepare(s, txid or [], chosen, source, max_rows)
-    if dry_run:
-        live = ra.live_values(target, plan) if target is not None else None
-        rows = rv.plan_rows(plan, live)
-        write_rows(sys.stdout, fmt.value, rv.PLAN_COLUMNS, rows, {"key": "row"})
-        _plan_summary(plan)
-        return
-    for c in plan.conflicts:
-        typer.echo(f"rowback: conflict: {c.line(_keys_of(plan, c.table))}", err=True)
-    if plan.refused:
-        raise RowbackError(
-            f"refused: {len(plan.conflicts)} conflict(s) (listed above) in --mode nocascade; "
-            "nothing was written (--mode nonconflict reverts the rest, force overwrites)"
-        )
-    if sql is not None:
-        with sql.open("w") as out:
-            out.writelines(rsql.script(plan, reversion))
+    req = rr.Request(
+        txid or [], reversion, chosen, target, source, max_rows, reason, slot, publication
+    )
+    if dry_run or sql:
+        with _reader(store) as r:
+            plan = rr.plan_for(r, req)
+        if dry_run:
+            live = ra.live_values(target, plan) if target is not None else None
+            rows = rv.plan_rows(plan, live)
+            write_rows(sys.stdout, fmt.value, rv.PLAN_COLUMNS, rows, {"key": "row"})
+            _plan_summary(plan)
+            return
+        _conflicts(plan)
+        if plan.refused:
+            raise RowbackError(
+                f"refused: {len(plan.conflicts)} conflict(s) in --mode nocascade; nothing "
+                "was written (--mode nonconflict reverts the rest, force overwrites)"
+            )
+        assert sql is not None
+        rr.write_sql(plan, sql)
         typer.echo(f"rowback: wrote {len(plan.writes)} guarded statement(s) to {sql}", err=True)
         return
-    assert target is not None
-    done = ra.apply(plan, target, reversion)
-    for m in done.missed:
+    s = open_store(store_path(store))
+    try:
+        plan = rr.plan_for(s, req)
+        _conflicts(plan)
+        done = rr.apply_recorded(s, req, plan)
+    finally:
+        s.close()
+    for m in done.applied.missed:
         typer.echo(f"rowback: changed since the plan, left as it is: {m.describe()}", err=True)
-    row = (reversion, chosen.value, done.rows, len(done.missed), len(plan.conflicts), done.txid)
+    a = done.applied
+    row = (done.id, chosen.value, a.rows, len(a.missed), len(plan.conflicts), a.txid)
     cols = ["reversion", "mode", "rows", "missed", "conflicts", "txid"]
     write_rows(sys.stdout, fmt.value, cols, [row])
 
 
-def _keys_of(plan: Any, table: str) -> tuple[str, ...]:
-    return next((tuple(r.key_columns) for r in plan.rows if r.table == table), ())
+def _conflicts(plan: Any) -> None:
+    for c in plan.conflicts:
+        keys = next((r.key_columns for r in plan.rows if r.table == c.table), ())
+        typer.echo(f"rowback: conflict: {c.line(keys)}", err=True)
 
 
 def _plan_summary(plan: Any) -> None:
@@ -695,6 +700,40 @@ def _plan_summary(plan: Any) -> None:
         f"{verdict}",
         err=True,
     )
+
+
+@app.command()
+def reversions(store: StoreOpt = None, fmt: FmtOpt = Fmt.table) -> None:
+    """Every recorded reversion, oldest first: who, why, what, how, and its outcome."""
+    cols = [
+        "id",
+        "created_at",
+        "who",
+        "reason",
+        "selection",
+        "mode",
+        "status",
+        "rows",
+        "txid",
+        "undoes",
+    ]
+    with _reader(store) as s:
+        rows = [
+            (
+                r.id,
+                r.created_at,
+                r.who,
+                r.reason,
+                r.selection,
+                r.mode,
+                r.status,
+                r.rows,
+                r.txid,
+                r.undoes,
+            )
+            for r in s.reversions()
+        ]
+    write_rows(sys.stdout, fmt.value, cols, rows, {"selection": "row"})
 
 
 @app.command()

@@ -196,3 +196,71 @@ def test_bad_selections_are_one_line_errors(
     assert got.stderr.strip() == "rowback: error: transaction 4242424 is not in the store"
     got = run("revert", "--target", dsn, store=store_path, ok=False)
     assert got.returncode == 1 and "--txid" in got.stderr
+
+
+def reversions(store: Path) -> list[dict[str, object]]:
+    got = run("reversions", "--format", "json", store=store)
+    return [orjson.loads(x) for x in got.stdout.splitlines()]
+
+
+def test_reversions_are_recorded_and_an_undo_can_be_undone(
+    damaged: tuple[str, int, TableState], store_path: Path
+) -> None:
+    dsn, bad, before = damaged
+    damaged_rows = state(dsn).rows
+    run("revert", "--txid", str(bad), "--target", dsn, "--reason", "bad deploy", store=store_path)
+    (first,) = reversions(store_path)
+    assert first["id"] == 1 and first["status"] == "applied" and first["rows"] == 20
+    assert first["reason"] == "bad deploy" and first["undoes"] is None
+    assert first["mode"] == "nocascade" and first["who"] and first["created_at"]
+    assert first["selection"] == {"txids": [bad], "source": None, "reversion": None}
+    assert state(dsn).rows == expected_after(before)
+
+    # the revert's own transaction must be in the shadow before it can be undone
+    got = run("revert", "--reversion", "1", "--target", dsn, store=store_path, ok=False)
+    assert got.returncode == 1 and "behind the target" in got.stderr
+    capture_once(dsn, store_path)
+    run("revert", "--reversion", "1", "--target", dsn, store=store_path)
+    assert state(dsn).rows == damaged_rows
+    one, two = reversions(store_path)
+    assert one["status"] == "undone"
+    assert two["status"] == "applied" and two["undoes"] == 1 and two["txid"] != one["txid"]
+
+    capture_once(dsn, store_path)
+    run("revert", "--reversion", "2", "--target", dsn, store=store_path)
+    assert state(dsn).rows == expected_after(before)
+    assert [r["status"] for r in reversions(store_path)] == ["undone", "undone", "applied"]
+
+    got = run("revert", "--reversion", "2", "--target", dsn, store=store_path, ok=False)
+    assert "reversion 2 is undone: only an applied one can be undone" in got.stderr
+
+
+def test_a_refused_revert_is_recorded(
+    damaged: tuple[str, int, TableState], store_path: Path
+) -> None:
+    dsn, bad, _ = damaged
+    in_tx(dsn, "UPDATE products SET price = 4.00 WHERE id = 5")
+    capture_once(dsn, store_path)
+    run("revert", "--txid", str(bad), "--target", dsn, store=store_path, ok=False)
+    (r,) = reversions(store_path)
+    assert r["status"] == "refused" and r["rows"] == 0 and r["txid"] is None
+
+
+def test_max_rows_refuses_a_larger_revert(
+    damaged: tuple[str, int, TableState], store_path: Path
+) -> None:
+    dsn, bad, _ = damaged
+    now = state(dsn).rows
+    got = run(
+        "revert",
+        "--txid",
+        str(bad),
+        "--target",
+        dsn,
+        "--max-rows",
+        "5",
+        store=store_path,
+        ok=False,
+    )
+    assert got.returncode == 1 and "more than --max-rows 5" in got.stderr
+    assert state(dsn).rows == now and reversions(store_path) == []

@@ -105,6 +105,26 @@ class TableVersions:
     missing: Mapping[str, Text] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Reversion:
+    """One recorded revert: who (OS user), why (``--reason``), what (``selection``), how
+    (``mode``), its outcome (``status``: started, applied, refused, failed, undone), the
+    rows it changed, its transaction on the target, the reversion it undid, and a summary
+    of its plan."""
+
+    id: int
+    created_at: datetime | None
+    who: str
+    reason: str | None
+    selection: dict[str, Any]
+    mode: str
+    status: str
+    rows: int | None = None
+    txid: int | None = None
+    undoes: int | None = None
+    plan: dict[str, Any] = field(default_factory=dict)
+
+
 class Reader(Protocol):
     """The read half of a store: what time travel, the CLI and the API ask."""
 
@@ -143,6 +163,10 @@ class Reader(Protocol):
         ...
 
     def sources(self) -> list[SourceState]: ...
+
+    def reversions(self) -> list[Reversion]:
+        """Every recorded reversion, oldest first."""
+        ...
 
 
 class Snapshot(Protocol):
@@ -232,6 +256,16 @@ class Store(Reader, Protocol):
 
         Time points resolve to the last position at or before them, so a change appended
         later must not be older than these (``sources.debezium.replay`` checks it)."""
+        ...
+
+    def record_reversion(self, reversion: Reversion) -> int:
+        """Record a reversion (its ``id`` is given by the store); returns the id."""
+        ...
+
+    def update_reversion(
+        self, rid: int, status: str, rows: int | None = None, txid: int | None = None
+    ) -> None:
+        """Record the outcome of reversion ``rid``."""
         ...
 
     def close(self) -> None: ...
