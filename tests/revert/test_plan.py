@@ -126,3 +126,10 @@ def test_script_is_one_guarded_transaction() -> None:
     assert text.count("BEGIN;") == 1 and text.rstrip().endswith("COMMIT;")
     assert "pg_logical_emit_message(true, 'rowback.revert', 'abc'::text)" in text
     assert "IF NOT FOUND THEN RAISE EXCEPTION" in text
+
+
+def test_a_later_delete_of_a_row_the_selection_inserted_is_reported() -> None:
+    rows = table(("7", [v(2, 20, Op.INSERT, id="7", price="1.00", name="n"), v(3, 30, Op.DELETE)]))
+    p = plan(rows, [20], Mode.nonconflict)
+    assert p.writes == [] and [(c.txids, c.what) for c in p.conflicts] == [((30,), "deleted later")]
+    assert plan(rows, [20], Mode.nocascade).refused

@@ -206,7 +206,9 @@ def plan_row(
 
     row_conflicts = [conflict(None, [x], what) for x, what in walk.row_conflicts]
     if pre is None and cur is None:
-        return None  # inserted and deleted again by the selection (or gone either way)
+        # inserted and deleted again by the selection: nothing to undo, unless a later
+        # writer deleted it (a conflict, reported, though the row is gone either way)
+        return make(Action.skip, (), row_conflicts, ()) if row_conflicts else None
     if pre is None:
         assert cur is not None
         cells = tuple(Cell(n, types[n], cur.get(n), None) for n in types if n in cur)
