@@ -669,7 +669,7 @@ def revert(
                 "was written (--mode nonconflict reverts the rest, force overwrites)"
             )
         assert sql is not None
-        rr.write_sql(plan, sql)
+        rr.write_sql(plan, sql, target)
         typer.echo(f"rowback: wrote {len(plan.writes)} guarded statement(s) to {sql}", err=True)
         return
     s = open_store(store_path(store))
@@ -681,6 +681,8 @@ def revert(
         s.close()
     for m in done.applied.missed:
         typer.echo(f"rowback: changed since the plan, left as it is: {m.describe()}", err=True)
+    for note in done.applied.notes:
+        typer.echo(f"rowback: note: {note}", err=True)
     a = done.applied
     row = (done.id, chosen.value, a.rows, len(a.missed), len(plan.conflicts), a.txid)
     cols = ["reversion", "mode", "rows", "missed", "conflicts", "txid"]

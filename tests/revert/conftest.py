@@ -9,3 +9,4 @@ import pytest
 
 pytest.register_assert_rewrite("pgcap")
 sys.path.insert(0, str(Path(__file__).parents[1] / "sources" / "postgres"))
+sys.path.insert(0, str(Path(__file__).parent))  # ``reverting`` (importlib mode)

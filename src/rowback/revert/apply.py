@@ -25,6 +25,8 @@ from rowback.revert.sql import (
     MESSAGE_PREFIX,
     STATEMENT_TIMEOUT,
     Statement,
+    TargetCatalog,
+    sequence_notes,
     statements,
 )
 from rowback.sources.postgres.source_catalog import connect
@@ -42,6 +44,62 @@ class Applied:
     txid: int
     rows: int
     missed: list[Statement] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+_FOREIGN_KEYS = """
+SELECT cn.nspname || '.' || cl.relname, pn.nspname || '.' || pl.relname
+FROM pg_constraint k
+JOIN pg_class cl ON cl.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = cl.relnamespace
+JOIN pg_class pl ON pl.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = pl.relnamespace
+WHERE k.contype = 'f'
+"""
+
+_SPECIAL_COLUMNS = """
+SELECT n.nspname || '.' || c.relname, a.attname, a.attgenerated::text, a.attidentity::text,
+       coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%', false)
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND (a.attgenerated <> '' OR a.attidentity <> '' OR d.adbin IS NOT NULL)
+"""
+
+
+def read_catalog(conn: Conn) -> TargetCatalog:
+    """The target's foreign keys and generated, identity and sequence-filled columns."""
+    parents: dict[str, set[str]] = {}
+    generated: dict[str, set[str]] = {}
+    always: dict[str, set[str]] = {}
+    sequenced: dict[str, set[str]] = {}
+    with conn.cursor() as cur:
+        cur.execute(_FOREIGN_KEYS)
+        for child, parent in cur.fetchall():
+            parents.setdefault(child, set()).add(parent)
+        cur.execute(_SPECIAL_COLUMNS)
+        for table, col, gen, ident, nextval in cur.fetchall():
+            if gen:
+                generated.setdefault(table, set()).add(col)
+            if ident == "a":
+                always.setdefault(table, set()).add(col)
+            if ident or nextval in (True, "t", "true"):
+                sequenced.setdefault(table, set()).add(col)
+
+    def frozen(d: dict[str, set[str]]) -> dict[str, frozenset[str]]:
+        return {k: frozenset(v) for k, v in d.items()}
+
+    return TargetCatalog(frozen(parents), frozen(generated), frozen(always), frozen(sequenced))
+
+
+def target_catalog(dsn: str) -> TargetCatalog:
+    """:func:`read_catalog` on a connection of its own (for ``--sql`` with a target)."""
+    conn = connect(dsn)
+    conn.autocommit = True
+    try:
+        return read_catalog(conn)
+    finally:
+        conn.close()
 
 
 def _lsn(conn: Conn, query: str) -> int:
@@ -173,8 +231,9 @@ def apply(
             cur.execute("SELECT pg_logical_emit_message(true, %s, %s)", [MESSAGE_PREFIX, reversion])
             if between is not None:
                 between()
+            catalog = read_catalog(conn)
             done, missed = 0, []
-            for s in statements(plan):
+            for s in statements(plan, catalog):
                 cur.execute(s.sql)
                 if cur.rowcount == 1:
                     done += 1
@@ -192,7 +251,7 @@ def apply(
             assert row is not None
             txid = int(row[0])
         conn.commit()
-        return Applied(txid, done, missed)
+        return Applied(txid, done, missed, sequence_notes(plan, catalog))
     except psycopg2.Error as e:
         conn.rollback()
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -71,12 +71,14 @@ def plan_for(reader: Reader, req: Request) -> Plan:
     return prepare(reader, txids, req.mode, source, req.max_rows)
 
 
-def write_sql(plan: Plan, path: Path) -> None:
-    """The reverse SQL for a person to review (``psql -v ON_ERROR_STOP=1 -f``)."""
+def write_sql(plan: Plan, path: Path, target: str | None = None) -> None:
+    """The reverse SQL for a person to review (``psql -v ON_ERROR_STOP=1 -f``); with a
+    target, its statements follow the target's foreign keys and generated columns."""
     import secrets
 
+    catalog = ra.target_catalog(target) if target is not None else rsql.NO_CATALOG
     with path.open("w") as out:
-        out.writelines(rsql.script(plan, f"sql-{secrets.token_hex(4)}"))
+        out.writelines(rsql.script(plan, f"sql-{secrets.token_hex(4)}", catalog))
 
 
 def apply_recorded(

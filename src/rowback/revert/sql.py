@@ -7,8 +7,8 @@ Values are PostgreSQL text with an explicit cast to the column's type
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 from rowback.model import Text
 from rowback.revert.plan import Action, Mode, Plan, RowPlan
@@ -20,6 +20,39 @@ MESSAGE_PREFIX = "rowback.revert"
 
 # types without an equality operator: compared through one that has one
 _COMPARE_AS = {"json": "jsonb", "xml": "text", "point": "text"}
+
+
+@dataclass(frozen=True)
+class TargetCatalog:
+    """What the target's catalog says that the statements must respect: foreign keys
+    (child table -> the tables it references), generated columns (never written) and
+    identity columns (``always`` ones need ``OVERRIDING SYSTEM VALUE``)."""
+
+    parents: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    generated: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    identity_always: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    sequenced: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Columns filled from a sequence (identity or ``nextval`` default)."""
+
+
+NO_CATALOG = TargetCatalog()
+
+
+def table_order(tables: list[str], parents: Mapping[str, frozenset[str]]) -> list[str]:
+    """``tables`` with every referenced table before the tables referencing it (a cycle
+    keeps the rest in name order).
+
+    >>> table_order(["a.child", "a.parent"], {"a.child": frozenset({"a.parent"})})
+    ['a.parent', 'a.child']
+    """
+    left = sorted(set(tables))
+    out: list[str] = []
+    while left:
+        ready = [t for t in left if not (parents.get(t, frozenset()) - {t}) & set(left)]
+        take = ready[0] if ready else left[0]
+        out.append(take)
+        left.remove(take)
+    return out
 
 
 @dataclass(frozen=True)
@@ -78,11 +111,14 @@ def _key(row: RowPlan) -> str:
     )
 
 
-def statement(row: RowPlan) -> Statement | None:
+def statement(row: RowPlan, catalog: TargetCatalog = NO_CATALOG) -> Statement | None:
     """The guarded statement for one row (None when nothing is written to it)."""
     t = table_ident(row.table)
+    generated = catalog.generated.get(row.table, frozenset())
     if row.action is Action.update:
-        cells = [c for c in row.cells if c.written]
+        cells = [c for c in row.cells if c.written and c.column not in generated]
+        if not cells:
+            return None
         sets = ", ".join(f"{ident(c.column)} = {literal(c.target, c.type)}" for c in cells)
         guard = " AND ".join([_key(row)] + [same(c.column, c.expected, c.type) for c in cells])
         return Statement(row, f"UPDATE {t} SET {sets} WHERE {guard}")
@@ -94,22 +130,45 @@ def statement(row: RowPlan) -> Statement | None:
         )
         return Statement(row, f"DELETE FROM {t} WHERE {guard}")
     if row.action is Action.insert:
-        cols = ", ".join(ident(c.column) for c in row.cells)
-        vals = ", ".join(literal(c.target, c.type) for c in row.cells)
+        cells = [c for c in row.cells if c.column not in generated]
+        cols = ", ".join(ident(c.column) for c in cells)
+        vals = ", ".join(literal(c.target, c.type) for c in cells)
+        always = catalog.identity_always.get(row.table, frozenset())
+        over = " OVERRIDING SYSTEM VALUE" if any(c.column in always for c in cells) else ""
         return Statement(
             row,
-            f"INSERT INTO {t} ({cols}) SELECT {vals} "
+            f"INSERT INTO {t} ({cols}){over} SELECT {vals} "
             f"WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {_key(row)})",
         )
     return None
 
 
-def statements(plan: Plan) -> Iterator[Statement]:
-    """Every guarded statement of ``plan``, in plan order."""
-    for row in plan.rows:
-        got = statement(row)
+def statements(plan: Plan, catalog: TargetCatalog = NO_CATALOG) -> Iterator[Statement]:
+    """Every guarded statement of ``plan``, along the foreign-key graph: rows coming back
+    are inserted parents first, then the updates, then rows going away are deleted
+    children first, so no statement meets a reference that is not there yet."""
+    order = table_order([r.table for r in plan.rows], catalog.parents)
+    rank = {t: i for i, t in enumerate(order)}
+    phases = {Action.insert: 0, Action.update: 1, Action.delete: 2}
+
+    def place(r: RowPlan) -> tuple[int, int]:
+        phase = phases.get(r.action, 3)
+        return phase, -rank[r.table] if r.action is Action.delete else rank[r.table]
+
+    for row in sorted(plan.rows, key=place):  # stable: plan order within a table
+        got = statement(row, catalog)
         if got is not None:
             yield got
+
+
+def sequence_notes(plan: Plan, catalog: TargetCatalog) -> list[str]:
+    """What a revert does not undo: sequences that the reverted inserts advanced."""
+    tables = sorted({r.table for r in plan.rows if r.action is Action.delete})
+    return [
+        f"{t}.{c}: its sequence is not rewound (the values the reverted inserts took stay used)"
+        for t in tables
+        for c in sorted(catalog.sequenced.get(t, frozenset()))
+    ]
 
 
 def _dollar(body: str) -> str:
@@ -119,7 +178,7 @@ def _dollar(body: str) -> str:
     return f"${tag}$"
 
 
-def script(plan: Plan, reversion: str) -> Iterator[str]:
+def script(plan: Plan, reversion: str, catalog: TargetCatalog = NO_CATALOG) -> Iterator[str]:
     """The reverse SQL file, line by line: one transaction, timeouts, the marking message,
     each statement in a DO block that checks it changed exactly one row: a mismatch
     aborts the transaction (nocascade, force) or is noticed and left (nonconflict)."""
@@ -131,7 +190,9 @@ def script(plan: Plan, reversion: str) -> Iterator[str]:
     yield f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}';\n"
     mark = literal(reversion, "text")
     yield f"SELECT pg_logical_emit_message(true, '{MESSAGE_PREFIX}', {mark});\n"
-    for s in statements(plan):
+    for note in sequence_notes(plan, catalog):
+        yield f"-- {note}\n"
+    for s in statements(plan, catalog):
         what = s.describe().replace("'", "''").replace("%", "%%")
         if plan.mode is Mode.nonconflict:
             miss = f"RAISE NOTICE 'rowback: changed since the plan, left as it is: {what}'"
