@@ -611,6 +611,11 @@ def revert(
     reversion: Annotated[
         int | None, typer.Option("--reversion", help="Undo this reversion (its id).")
     ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Or every transaction after this. " + WHEN_HELP)
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="...up to this (inclusive).")] = None,
+    table: Annotated[str | None, typer.Option(help="With --since: only this table.")] = None,
     mode: Annotated[
         str, typer.Option(help="nocascade (refuse on any conflict), nonconflict, or force.")
     ] = "nocascade",
@@ -651,7 +656,18 @@ def revert(
             "give --target DSN (the store does not record the source's DSN), or --dry-run/--sql"
         )
     req = rr.Request(
-        txid or [], reversion, chosen, target, source, max_rows, reason, slot, publication
+        txid or [],
+        reversion,
+        chosen,
+        target,
+        source,
+        max_rows,
+        reason,
+        slot,
+        publication,
+        parse_when(since) if since else None,
+        parse_when(until) if until else None,
+        table,
     )
     if dry_run or sql:
         with _reader(store) as r:

@@ -7,10 +7,19 @@ from pathlib import Path
 
 import orjson
 import pytest
-from pgcap import TableState, capture_once, execute, opened, pg_connect, pg_state
+from pgcap import (
+    TableState,
+    capture_once,
+    execute,
+    fresh_database,
+    opened,
+    pg_connect,
+    pg_state,
+)
 from reverting import PSQL, in_tx, run
 
 from rowback.errors import RowbackError
+from rowback.pgserver import PgServer
 from rowback.revert import Mode, plan_rows, prepare
 from rowback.revert.apply import apply, live_values
 
@@ -235,3 +244,29 @@ def test_max_rows_refuses_a_larger_revert(
     )
     assert got.returncode == 1 and "more than --max-rows 5" in got.stderr
     assert state(dsn).rows == now and reversions(store_path) == []
+
+
+def test_a_target_that_is_not_the_captured_database_is_refused(
+    damaged: tuple[str, int, TableState], store_path: Path, pg_server: PgServer
+) -> None:
+    dsn, bad, _ = damaged
+    with fresh_database(pg_server) as other:
+        execute(other, "CREATE TABLE products (id int PRIMARY KEY, price numeric(10,2))")
+        got = run("revert", "--txid", str(bad), "--target", other, store=store_path, ok=False)
+    assert got.returncode == 1
+    assert "has no replication slot 'rowback': it is not the database" in got.stderr
+
+
+def test_a_window_reverts_every_transaction_in_it(
+    damaged: tuple[str, int, TableState], store_path: Path
+) -> None:
+    dsn, bad, before = damaged
+    args = ("revert", "--since", f"tx:{bad}", "--table", "public.products", "--target", dsn)
+    got = run(*args, "-f", "json", store=store_path)
+    assert orjson.loads(got.stdout)["rows"] == 20
+    assert state(dsn).rows == before.rows  # the later stock edit is in the window too
+    (r,) = reversions(store_path)
+    assert r["selection"]["since"] == f"tx:{bad}" and len(r["selection"]["txids"]) == 2
+
+    got = run("revert", "--since", "lsn:FF/0", "--dry-run", store=store_path, ok=False)
+    assert got.returncode == 1 and "nothing to revert: no change --since lsn:FF/0" in got.stderr

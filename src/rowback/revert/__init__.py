@@ -24,12 +24,17 @@ def prepare(
     mode: Mode = Mode.nocascade,
     source: str | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
+    tables: set[str] | None = None,
 ) -> Plan:
-    """The plan reverting ``txids``, from the versions ``reader`` holds; one-line errors
-    for an unknown txid, a selection with nothing to revert, or too many rows."""
+    """The plan reverting ``txids`` (only their changes to ``tables``, when given), from
+    the versions ``reader`` holds; one-line errors for an unknown txid, a selection with
+    nothing to revert, or too many rows."""
     if not txids:
         raise RowbackError("say what to revert: --txid X (repeatable)")
-    got = plan(reader.touched_versions(txids, source), txids, mode)
+    versions = reader.touched_versions(txids, source)
+    if tables is not None:
+        versions = [t for t in versions if t.table in tables]
+    got = plan(versions, txids, mode)
     if not got.rows:
         shown = ", ".join(str(x) for x in txids)
         raise RowbackError(f"nothing to revert: tx {shown} left no row to change")

@@ -119,6 +119,7 @@ def check_caught_up(
     conn = connect(dsn)
     conn.autocommit = True
     try:
+        _check_is_captured(conn, slot)
         current = _lsn(conn, "pg_current_wal_lsn()")
         if current <= store_lsn:
             return
@@ -138,6 +139,24 @@ def check_caught_up(
             )
     finally:
         conn.close()
+
+
+def _check_is_captured(conn: Conn, slot: str) -> None:
+    """The target must be the captured database: capture's slot lives in it (the store
+    does not record the source's identity yet, so the slot stands for it)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT current_database(), EXISTS (SELECT 1 FROM pg_replication_slots "
+            "WHERE slot_name = %s AND database = current_database())",
+            [slot],
+        )
+        row = cur.fetchone()
+    assert row is not None
+    if not row[1]:
+        raise RowbackError(
+            f"the target (database {row[0]!r}) has no replication slot {slot!r}: it is not "
+            "the database this store captures (or give --slot)"
+        )
 
 
 def _unseen_commits(conn: Conn, store_lsn: int, slot: str, publication: str) -> int:

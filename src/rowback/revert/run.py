@@ -15,6 +15,7 @@ from rowback.revert import apply as ra
 from rowback.revert import sql as rsql
 from rowback.revert.plan import Mode, Plan
 from rowback.store.base import Reader, Reversion, Store
+from rowback.when import Point, point_text
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class Request:
     reason: str | None = None
     slot: str = "rowback"
     publication: str = "rowback"
+    since: Point | None = None
+    """With ``until`` and ``table``: every transaction in a window (of one table)."""
+    until: Point | None = None
+    table: str | None = None
 
 
 @dataclass
@@ -41,34 +46,63 @@ class Outcome:
     applied: ra.Applied
 
 
-def selection(reader: Reader, req: Request) -> tuple[list[int], str | None]:
-    """The transactions to revert: the given ones, or the transaction of the reversion
-    to undo (which must have been applied)."""
+def selection(reader: Reader, req: Request) -> tuple[list[int], str | None, set[str] | None]:
+    """The transactions to revert and the tables to revert them in (None: all): the
+    given txids, a window's, or the transaction of the reversion to undo (which must
+    have been applied)."""
+    window = req.since is not None or req.until is not None
+    given = sum([bool(req.txids), req.undo is not None, window])
+    if given > 1:
+        raise BadParameter("--txid", "give one of --txid, --since/--until or --reversion")
+    if window:
+        return _window(reader, req)
+    if req.table is not None:
+        raise BadParameter("--table", "--table goes with --since/--until")
     if req.undo is None:
         if not req.txids:
-            raise RowbackError("say what to revert: --txid X (repeatable) or --reversion ID")
-        return list(req.txids), req.source
-    if req.txids:
-        raise BadParameter("--reversion", "give --txid or --reversion, not both")
+            raise RowbackError(
+                "say what to revert: --txid X (repeatable), --since/--until, or --reversion ID"
+            )
+        return list(req.txids), req.source, None
     found = [r for r in reader.reversions() if r.id == req.undo]
     if not found:
         raise RowbackError(f"reversion {req.undo} is not in the store (see `rowback reversions`)")
     r = found[0]
     if r.status != "applied" or r.txid is None:
         raise RowbackError(f"reversion {r.id} is {r.status}: only an applied one can be undone")
-    return [r.txid], r.selection.get("source")
+    return [r.txid], r.selection.get("source"), None
+
+
+def _window(reader: Reader, req: Request) -> tuple[list[int], str | None, set[str] | None]:
+    """Every transaction that changed rows (of ``req.table``) in (since, until]; the
+    initial snapshot is never one of them."""
+    got = reader.changes(req.table, req.since, req.until)
+    idx = {c: i for i, c in enumerate(got.columns)}
+    txids: dict[int, None] = {}
+    tables: set[str] = set()
+    for r in got.rows:
+        if r[idx["op"]] == "snapshot":
+            continue
+        txids[int(str(r[idx["txid"]]))] = None
+        tables.add(str(r[idx["table"]]))
+    if not txids:
+        shown = " ".join(
+            f"--{n} {point_text(p)}" for n, p in (("since", req.since), ("until", req.until)) if p
+        )
+        raise RowbackError(f"nothing to revert: no change {shown}".rstrip())
+    return list(txids), req.source, tables if req.table is not None else None
 
 
 def plan_for(reader: Reader, req: Request) -> Plan:
     """Check the shadow holds all the target committed (when a target is given), then plan."""
-    txids, source = selection(reader, req)
+    txids, source, tables = selection(reader, req)
     if req.target is not None:
         name = source or "postgres"
         state = next((x for x in reader.sources() if x.name == name), None)
         if state is None or state.position is None:
             raise RowbackError(f"the store holds no position of source {name!r}")
         ra.check_caught_up(req.target, int(state.position["lsn"]), req.slot, req.publication)
-    return prepare(reader, txids, req.mode, source, req.max_rows)
+    return prepare(reader, txids, req.mode, source, req.max_rows, tables)
 
 
 def write_sql(plan: Plan, path: Path, target: str | None = None) -> None:
@@ -97,7 +131,14 @@ def apply_recorded(
         created_at=None,
         who=getpass.getuser(),
         reason=req.reason,
-        selection={"txids": list(plan.txids), "source": req.source, "reversion": req.undo},
+        selection={
+            "txids": list(plan.txids),
+            "source": req.source,
+            "reversion": req.undo,
+            **({"since": point_text(req.since)} if req.since else {}),
+            **({"until": point_text(req.until)} if req.until else {}),
+            **({"table": req.table} if req.table else {}),
+        },
         mode=req.mode.value,
         status="refused" if plan.refused else "started",
         rows=0 if plan.refused else None,
