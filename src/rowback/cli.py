@@ -629,6 +629,12 @@ def revert(
         Path | None, typer.Option("--sql", help="Write the reverse SQL here; apply nothing.")
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
+    disable_triggers: Annotated[
+        bool,
+        typer.Option(
+            "--disable-triggers", help="Triggers on the target do not fire (needs a superuser)."
+        ),
+    ] = False,
     max_rows: Annotated[int, typer.Option(help="Refuse a revert of more rows.", min=1)] = 100_000,
     source: Annotated[str | None, typer.Option(help="The source the txids are of.")] = None,
     slot: Annotated[str, typer.Option(help="Capture's replication slot.")] = "rowback",
@@ -668,6 +674,7 @@ def revert(
         parse_when(since) if since else None,
         parse_when(until) if until else None,
         table,
+        disable_triggers,
     )
     if dry_run or sql:
         with _reader(store) as r:
@@ -685,7 +692,7 @@ def revert(
                 "was written (--mode nonconflict reverts the rest, force overwrites)"
             )
         assert sql is not None
-        rr.write_sql(plan, sql, target)
+        rr.write_sql(plan, sql, target, disable_triggers)
         typer.echo(f"rowback: wrote {len(plan.writes)} guarded statement(s) to {sql}", err=True)
         return
     s = open_store(store_path(store))

@@ -80,3 +80,36 @@ def test_force_overwrites_a_later_write_and_says_so(pg_dsn: str, store_path: Pat
     done = apply(plan, pg_dsn, "force")
     assert done.rows == 9
     assert rows(pg_dsn, "public.child") == before
+
+
+AUDIT = (
+    "CREATE TABLE audit (n int)",
+    "CREATE FUNCTION count_it() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN INSERT INTO audit VALUES (1); RETURN NEW; END $$",
+    "CREATE TRIGGER counted AFTER UPDATE ON child FOR EACH ROW EXECUTE FUNCTION count_it()",
+)
+
+
+def audited(dsn: str) -> int:
+    conn = pg_connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM audit")
+            row = cur.fetchone()
+            assert row is not None
+            return int(row[0])
+    finally:
+        conn.close()
+
+
+def test_triggers_fire_unless_disabled(pg_dsn: str, store_path: Path) -> None:
+    shop(pg_dsn, store_path)
+    execute(pg_dsn, *AUDIT)
+    bad = in_tx(pg_dsn, "UPDATE child SET qty = 0 WHERE id <= 4")
+    capture_once(pg_dsn, store_path)
+    assert audited(pg_dsn) == 4
+    run("revert", "--txid", str(bad), "--target", pg_dsn, "--disable-triggers", store=store_path)
+    assert audited(pg_dsn) == 4 and rows(pg_dsn, "public.child")[("1",)]["qty"] == "1"
+    capture_once(pg_dsn, store_path)
+    run("revert", "--reversion", "1", "--target", pg_dsn, store=store_path)
+    assert audited(pg_dsn) == 8

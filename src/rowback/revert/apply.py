@@ -19,6 +19,7 @@ import psycopg2.extensions
 
 from rowback.errors import RowbackError
 from rowback.model import Text
+from rowback.revert import sql as rsql
 from rowback.revert.plan import Mode, Plan, RowPlan
 from rowback.revert.sql import (
     LOCK_TIMEOUT,
@@ -228,6 +229,18 @@ def live_values(dsn: str, plan: Plan) -> dict[tuple[str, tuple[Text, ...]], Row 
     return out
 
 
+def _disable_triggers(cur: psycopg2.extensions.cursor) -> None:
+    """Triggers (and foreign-key actions, which are triggers) do not fire in this
+    transaction: ``session_replication_role = replica``, which needs a superuser."""
+    try:
+        cur.execute(f"SET LOCAL {rsql.DISABLE_TRIGGERS}")
+    except psycopg2.errors.InsufficientPrivilege:
+        raise RowbackError(
+            "--disable-triggers: this role may not set session_replication_role "
+            "(a superuser may); nothing was reverted"
+        ) from None
+
+
 def apply(
     plan: Plan,
     dsn: str,
@@ -235,6 +248,7 @@ def apply(
     lock_timeout: str = LOCK_TIMEOUT,
     statement_timeout: str = STATEMENT_TIMEOUT,
     between: Callable[[], None] | None = None,
+    disable_triggers: bool = False,
 ) -> Applied:
     """Run ``plan``'s statements in one transaction. A statement that changes no row means
     its row changed since the plan: nonconflict leaves it and reports it; the other modes
@@ -247,6 +261,8 @@ def apply(
         with conn.cursor() as cur:
             cur.execute("SELECT set_config('lock_timeout', %s, true)", [lock_timeout])
             cur.execute("SELECT set_config('statement_timeout', %s, true)", [statement_timeout])
+            if disable_triggers:
+                _disable_triggers(cur)
             cur.execute("SELECT pg_logical_emit_message(true, %s, %s)", [MESSAGE_PREFIX, reversion])
             if between is not None:
                 between()

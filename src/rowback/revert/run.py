@@ -35,6 +35,8 @@ class Request:
     """With ``until`` and ``table``: every transaction in a window (of one table)."""
     until: Point | None = None
     table: str | None = None
+    disable_triggers: bool = False
+    """Triggers on the target do not fire (the role must be allowed to)."""
 
 
 @dataclass
@@ -105,14 +107,17 @@ def plan_for(reader: Reader, req: Request) -> Plan:
     return prepare(reader, txids, req.mode, source, req.max_rows, tables)
 
 
-def write_sql(plan: Plan, path: Path, target: str | None = None) -> None:
+def write_sql(
+    plan: Plan, path: Path, target: str | None = None, disable_triggers: bool = False
+) -> None:
     """The reverse SQL for a person to review (``psql -v ON_ERROR_STOP=1 -f``); with a
     target, its statements follow the target's foreign keys and generated columns."""
     import secrets
 
     catalog = ra.target_catalog(target) if target is not None else rsql.NO_CATALOG
     with path.open("w") as out:
-        out.writelines(rsql.script(plan, f"sql-{secrets.token_hex(4)}", catalog))
+        mark = f"sql-{secrets.token_hex(4)}"
+        out.writelines(rsql.script(plan, mark, catalog, disable_triggers))
 
 
 def apply_recorded(
@@ -152,7 +157,9 @@ def apply_recorded(
             f"written (reversion {rid}; --mode nonconflict reverts the rest, force overwrites)"
         )
     try:
-        done = ra.apply(plan, req.target, str(rid), between=between)
+        done = ra.apply(
+            plan, req.target, str(rid), between=between, disable_triggers=req.disable_triggers
+        )
     except BaseException:
         store.update_reversion(rid, "failed", rows=0)
         raise

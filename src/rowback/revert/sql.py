@@ -15,6 +15,8 @@ from rowback.revert.plan import Action, Mode, Plan, RowPlan
 
 LOCK_TIMEOUT = "2s"
 STATEMENT_TIMEOUT = "30s"
+DISABLE_TRIGGERS = "session_replication_role = replica"
+"""What ``--disable-triggers`` sets for the reverting transaction."""
 MESSAGE_PREFIX = "rowback.revert"
 """The prefix of the logical message that marks a reverting transaction."""
 
@@ -178,7 +180,12 @@ def _dollar(body: str) -> str:
     return f"${tag}$"
 
 
-def script(plan: Plan, reversion: str, catalog: TargetCatalog = NO_CATALOG) -> Iterator[str]:
+def script(
+    plan: Plan,
+    reversion: str,
+    catalog: TargetCatalog = NO_CATALOG,
+    disable_triggers: bool = False,
+) -> Iterator[str]:
     """The reverse SQL file, line by line: one transaction, timeouts, the marking message,
     each statement in a DO block that checks it changed exactly one row: a mismatch
     aborts the transaction (nocascade, force) or is noticed and left (nonconflict)."""
@@ -188,6 +195,8 @@ def script(plan: Plan, reversion: str, catalog: TargetCatalog = NO_CATALOG) -> I
     yield "BEGIN;\n"
     yield f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';\n"
     yield f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}';\n"
+    if disable_triggers:
+        yield f"SET LOCAL {DISABLE_TRIGGERS};  -- triggers do not fire (needs a superuser)\n"
     mark = literal(reversion, "text")
     yield f"SELECT pg_logical_emit_message(true, '{MESSAGE_PREFIX}', {mark});\n"
     for note in sequence_notes(plan, catalog):
