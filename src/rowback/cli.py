@@ -697,6 +697,8 @@ def revert(
         return
     s = open_store(store_path(store))
     try:
+        assert target is not None
+        rr.resolve_started(s, target)
         plan = rr.plan_for(s, req)
         _conflicts(plan)
         done = rr.apply_recorded(s, req, plan)
@@ -728,8 +730,26 @@ def _plan_summary(plan: Any) -> None:
 
 
 @app.command()
-def reversions(store: StoreOpt = None, fmt: FmtOpt = Fmt.table) -> None:
-    """Every recorded reversion, oldest first: who, why, what, how, and its outcome."""
+def reversions(
+    target: Annotated[
+        str | None,
+        typer.Option(help="Resolve reversions a crash left started, from this database."),
+    ] = None,
+    store: StoreOpt = None,
+    fmt: FmtOpt = Fmt.table,
+) -> None:
+    """Every recorded reversion, oldest first: who, why, what, how, and its outcome.
+
+    A reversion whose process died mid-apply stays `started` until a revert or
+    `reversions --target DSN` asks the target whether its transaction committed."""
+    if target is not None:
+        from rowback.revert import run as rr
+
+        s = open_store(store_path(store))
+        try:
+            rr.resolve_started(s, target)
+        finally:
+            s.close()
     cols = [
         "id",
         "created_at",

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pgcap import pg_connect
+from pgcap import TableState, pg_connect, pg_state
 
 ROWBACK = [sys.executable, "-m", "rowback.cli"]
 PSQL = "/usr/lib/postgresql/15/bin/psql"
@@ -36,3 +36,17 @@ def in_tx(dsn: str, *statements: str) -> int:
         return int(row[0])
     finally:
         conn.close()
+
+
+def state(dsn: str, table: str = "public.products") -> TableState:
+    conn = pg_connect(dsn)
+    try:
+        return pg_state(conn, table)
+    finally:
+        conn.close()
+
+
+def expected_after(before: TableState) -> dict[tuple[object, ...], dict[str, object]]:
+    want = {k: dict(r) for k, r in before.rows.items()}
+    want[("3",)]["stock"] = "9"
+    return want

@@ -13,47 +13,13 @@ from pgcap import (
     execute,
     fresh_database,
     opened,
-    pg_connect,
-    pg_state,
 )
-from reverting import PSQL, in_tx, run
+from reverting import PSQL, expected_after, in_tx, run, state
 
 from rowback.errors import RowbackError
 from rowback.pgserver import PgServer
 from rowback.revert import Mode, plan_rows, prepare
 from rowback.revert.apply import apply, live_values
-
-
-def state(dsn: str, table: str = "public.products") -> TableState:
-    conn = pg_connect(dsn)
-    try:
-        return pg_state(conn, table)
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def damaged(pg_dsn: str, store_path: Path) -> tuple[str, int, TableState]:
-    """A shop captured, then a bad deploy (``SET price = 0`` without WHERE) and, after it,
-    an unrelated edit of another column (stock) of a damaged row; all captured. Returns
-    the DSN, the bad transaction and the state before it."""
-    execute(
-        pg_dsn,
-        "CREATE TABLE products (id int PRIMARY KEY, name text, price numeric(10,2), stock int)",
-        "INSERT INTO products SELECT g, 'p' || g, g * 1.25, 10 FROM generate_series(1, 20) g",
-    )
-    capture_once(pg_dsn, store_path)
-    before = state(pg_dsn)
-    bad = in_tx(pg_dsn, "UPDATE products SET price = 0")
-    execute(pg_dsn, "UPDATE products SET stock = stock - 1 WHERE id = 3")
-    capture_once(pg_dsn, store_path)
-    return pg_dsn, bad, before
-
-
-def expected_after(before: TableState) -> dict[tuple[object, ...], dict[str, object]]:
-    want = {k: dict(r) for k, r in before.rows.items()}
-    want[("3",)]["stock"] = "9"
-    return want
 
 
 def test_revert_restores_the_damaged_cells_and_keeps_the_later_edit(

@@ -229,6 +229,27 @@ def live_values(dsn: str, plan: Plan) -> dict[tuple[str, tuple[Text, ...]], Row 
     return out
 
 
+def outcome(dsn: str, txid: int) -> str | None:
+    """What became of the target's transaction ``txid`` (a 32-bit xid, in the current
+    epoch): ``committed``, ``aborted``, ``in progress``, or None when PostgreSQL no
+    longer knows (older than its commit log). A crashed apply is resolved with this."""
+    conn = connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_xact_status((((pg_current_xact_id()::text::bigint >> 32) << 32)"
+                " + %s)::text::xid8)",
+                [txid],
+            )
+            row = cur.fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+    except psycopg2.Error:
+        return None
+    finally:
+        conn.close()
+
+
 def _disable_triggers(cur: psycopg2.extensions.cursor) -> None:
     """Triggers (and foreign-key actions, which are triggers) do not fire in this
     transaction: ``session_replication_role = replica``, which needs a superuser."""
@@ -249,11 +270,13 @@ def apply(
     statement_timeout: str = STATEMENT_TIMEOUT,
     between: Callable[[], None] | None = None,
     disable_triggers: bool = False,
+    started: Callable[[int], None] | None = None,
 ) -> Applied:
     """Run ``plan``'s statements in one transaction. A statement that changes no row means
     its row changed since the plan: nonconflict leaves it and reports it; the other modes
-    roll everything back. ``between`` runs after the transaction began, before the first
-    statement (tests use it to land a write there)."""
+    roll everything back. ``started`` gets the transaction's id before any row is
+    written (the record keeps it, so a crash can be resolved later: :func:`outcome`);
+    ``between`` runs next (tests land a write there)."""
     if plan.refused:
         raise RowbackError("the plan has conflicts and the mode is nocascade: refused")
     conn = connect(dsn)
@@ -264,6 +287,12 @@ def apply(
             if disable_triggers:
                 _disable_triggers(cur)
             cur.execute("SELECT pg_logical_emit_message(true, %s, %s)", [MESSAGE_PREFIX, reversion])
+            cur.execute("SELECT pg_current_xact_id()::xid::text")
+            row = cur.fetchone()
+            assert row is not None
+            txid = int(row[0])
+            if started is not None:
+                started(txid)
             if between is not None:
                 between()
             catalog = read_catalog(conn)
@@ -281,10 +310,6 @@ def apply(
                     f"{s.describe()} changed after the plan (a write landed since): "
                     "nothing was reverted; plan again"
                 )
-            cur.execute("SELECT pg_current_xact_id()::xid::text")
-            row = cur.fetchone()
-            assert row is not None
-            txid = int(row[0])
         conn.commit()
         return Applied(txid, done, missed, sequence_notes(plan, catalog))
     except psycopg2.Error as e:

@@ -48,6 +48,25 @@ class Outcome:
     applied: ra.Applied
 
 
+def resolve_started(store: Store, target: str) -> list[Reversion]:
+    """Reversions left ``started`` (the reverting process died mid-apply) get their
+    outcome from the target's record of their transaction: applied (it committed) or
+    failed (it never did, so PostgreSQL is untouched). Returns those resolved."""
+    out = []
+    for r in store.reversions():
+        if r.status != "started":
+            continue
+        state = ra.outcome(target, r.txid) if r.txid is not None else "aborted"
+        if state == "committed":
+            store.update_reversion(r.id, "applied")
+        elif state in ("aborted", None):
+            store.update_reversion(r.id, "failed", rows=0)
+        else:
+            continue
+        out.append(r)
+    return out
+
+
 def selection(reader: Reader, req: Request) -> tuple[list[int], str | None, set[str] | None]:
     """The transactions to revert and the tables to revert them in (None: all): the
     given txids, a window's, or the transaction of the reversion to undo (which must
@@ -158,7 +177,12 @@ def apply_recorded(
         )
     try:
         done = ra.apply(
-            plan, req.target, str(rid), between=between, disable_triggers=req.disable_triggers
+            plan,
+            req.target,
+            str(rid),
+            between=between,
+            disable_triggers=req.disable_triggers,
+            started=lambda txid: store.update_reversion(rid, "started", txid=txid),
         )
     except BaseException:
         store.update_reversion(rid, "failed", rows=0)
