@@ -118,7 +118,8 @@ def plan_for(reader: Reader, req: Request) -> Plan:
     """Check the shadow holds all the target committed (when a target is given), then plan."""
     txids, source, tables = selection(reader, req)
     if req.target is not None:
-        name = source or "postgres"
+        known = [x.name for x in reader.sources() if x.position is not None]
+        name = source or (known[0] if len(known) == 1 else "postgres")
         state = next((x for x in reader.sources() if x.name == name), None)
         if state is None or state.position is None:
             raise RowbackError(f"the store holds no position of source {name!r}")
