@@ -236,3 +236,14 @@ def test_a_window_reverts_every_transaction_in_it(
 
     got = run("revert", "--since", "lsn:FF/0", "--dry-run", store=store_path, ok=False)
     assert got.returncode == 1 and "nothing to revert: no change --since lsn:FF/0" in got.stderr
+
+
+def test_a_truncate_is_refused_with_one_line(
+    damaged: tuple[str, int, TableState], store_path: Path
+) -> None:
+    dsn, _, _ = damaged
+    cut = in_tx(dsn, "TRUNCATE products")
+    capture_once(dsn, store_path)
+    got = run("revert", "--txid", str(cut), "--dry-run", store=store_path, ok=False)
+    assert got.returncode == 1
+    assert "truncated public.products: reverting a TRUNCATE is not built yet" in got.stderr

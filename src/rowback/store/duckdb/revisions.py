@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from rowback.errors import BadParameter, NotFound
+from rowback.errors import BadParameter, NotFound, RowbackError
 from rowback.model import Op, Text
 from rowback.store.base import RowVersions, TableVersions, Version
 from rowback.store.duckdb.catalog import MASK_BITS, Table
@@ -73,6 +73,13 @@ def _table_versions(con: duckdb.DuckDBPyConnection, t: Table, txids: list[int]) 
         f"SELECT v._pos, v._txid, v._op, {masks}, {texts} FROM {t.hist} v SEMI JOIN k ON {on} "
         f"ORDER BY {', '.join(f'v.c{c.phys}' for c in keys)}, v._pos"
     )
+    cut = con.execute(
+        f"SELECT _txid FROM {t.hist} WHERE _txid IN ({ids}) AND _op = {Op.TRUNCATE} LIMIT 1"
+    ).fetchall()
+    if cut:
+        raise RowbackError(
+            f"tx {cut[0][0]} truncated {t.qualified}: reverting a TRUNCATE is not built yet"
+        )
     rows = con.execute(sql).fetchall()
     truncates = con.execute(
         f"SELECT _pos, _txid FROM {t.hist} WHERE _op = {Op.TRUNCATE} ORDER BY _pos"
