@@ -761,6 +761,7 @@ def reversions(
         "rows",
         "txid",
         "undoes",
+        "plan",
     ]
     with _reader(store) as s:
         rows = [
@@ -775,10 +776,11 @@ def reversions(
                 r.rows,
                 r.txid,
                 r.undoes,
+                r.plan,
             )
             for r in s.reversions()
         ]
-    write_rows(sys.stdout, fmt.value, cols, rows, {"selection": "row"})
+    write_rows(sys.stdout, fmt.value, cols, rows, {"selection": "row", "plan": "row"})
 
 
 @app.command()

@@ -160,6 +160,7 @@ def test_reversions_are_recorded_and_an_undo_can_be_undone(
     assert first["reason"] == "bad deploy" and first["undoes"] is None
     assert first["mode"] == "nocascade" and first["who"] and first["created_at"]
     assert first["selection"] == {"txids": [bad], "source": None, "reversion": None}
+    assert first["plan"] == {"rows": 20, "conflicts": []}
     assert state(dsn).rows == expected_after(before)
 
     # the revert's own transaction must be in the shadow before it can be undone
