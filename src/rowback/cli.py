@@ -598,6 +598,191 @@ def tx(
     _query(store, fmt, f"/api/v1/tx/{txid}", {"source": source}, lambda r: r.tx(txid, source))
 
 
+class PlanFmt(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def revert(
+    txid: Annotated[
+        list[int] | None, typer.Option("--txid", help="A transaction to revert (repeatable).")
+    ] = None,
+    reversion: Annotated[
+        int | None, typer.Option("--reversion", help="Undo this reversion (its id).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Or every transaction after this. " + WHEN_HELP)
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="...up to this (inclusive).")] = None,
+    table: Annotated[str | None, typer.Option(help="With --since: only this table.")] = None,
+    mode: Annotated[
+        str, typer.Option(help="nocascade (refuse on any conflict), nonconflict, or force.")
+    ] = "nocascade",
+    target: Annotated[
+        str | None, typer.Option(help="DSN of the database to revert (the captured one).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
+    ] = False,
+    sql: Annotated[
+        Path | None, typer.Option("--sql", help="Write the reverse SQL here; apply nothing.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
+    disable_triggers: Annotated[
+        bool,
+        typer.Option(
+            "--disable-triggers", help="Triggers on the target do not fire (needs a superuser)."
+        ),
+    ] = False,
+    max_rows: Annotated[int, typer.Option(help="Refuse a revert of more rows.", min=1)] = 100_000,
+    source: Annotated[str | None, typer.Option(help="The source the txids are of.")] = None,
+    slot: Annotated[str, typer.Option(help="Capture's replication slot.")] = "rowback",
+    publication: Annotated[str, typer.Option(help="Capture's publication.")] = "rowback",
+    store: StoreOpt = None,
+    fmt: Annotated[PlanFmt, typer.Option("--format", "-f", help="table or json.")] = PlanFmt.table,
+) -> None:
+    """Undo exactly the cells some transactions wrote; later edits of other cells survive.
+
+    Every statement is guarded by the values the shadow holds for its row, in one
+    PostgreSQL transaction: a row changed since the plan is never overwritten. Applied
+    reverts are recorded (`rowback reversions`) and can be undone (--reversion ID)."""
+    from rowback import revert as rv
+    from rowback.revert import apply as ra
+    from rowback.revert import run as rr
+
+    try:
+        chosen = rv.Mode(mode)
+    except ValueError:
+        raise BadParameter(
+            "--mode", f"--mode {mode!r}: choose nocascade, nonconflict or force"
+        ) from None
+    if target is None and not (dry_run or sql):
+        raise RowbackError(
+            "give --target DSN (the store does not record the source's DSN), or --dry-run/--sql"
+        )
+    req = rr.Request(
+        txid or [],
+        reversion,
+        chosen,
+        target,
+        source,
+        max_rows,
+        reason,
+        slot,
+        publication,
+        parse_when(since) if since else None,
+        parse_when(until) if until else None,
+        table,
+        disable_triggers,
+    )
+    if dry_run or sql:
+        with _reader(store) as r:
+            plan = rr.plan_for(r, req)
+        if dry_run:
+            live = ra.live_values(target, plan) if target is not None else None
+            rows = rv.plan_rows(plan, live)
+            write_rows(sys.stdout, fmt.value, rv.PLAN_COLUMNS, rows, {"key": "row"})
+            _plan_summary(plan)
+            return
+        _conflicts(plan)
+        if plan.refused:
+            raise RowbackError(
+                f"refused: {len(plan.conflicts)} conflict(s) in --mode nocascade; nothing "
+                "was written (--mode nonconflict reverts the rest, force overwrites)"
+            )
+        assert sql is not None
+        rr.write_sql(plan, sql, target, disable_triggers)
+        typer.echo(f"rowback: wrote {len(plan.writes)} guarded statement(s) to {sql}", err=True)
+        return
+    s = open_store(store_path(store))
+    try:
+        assert target is not None
+        rr.resolve_started(s, target)
+        plan = rr.plan_for(s, req)
+        _conflicts(plan)
+        done = rr.apply_recorded(s, req, plan)
+    finally:
+        s.close()
+    for m in done.applied.missed:
+        typer.echo(f"rowback: changed since the plan, left as it is: {m.describe()}", err=True)
+    for note in done.applied.notes:
+        typer.echo(f"rowback: note: {note}", err=True)
+    a = done.applied
+    row = (done.id, chosen.value, a.rows, len(a.missed), len(plan.conflicts), a.txid)
+    cols = ["reversion", "mode", "rows", "missed", "conflicts", "txid"]
+    write_rows(sys.stdout, fmt.value, cols, [row])
+
+
+def _conflicts(plan: Any) -> None:
+    for c in plan.conflicts:
+        keys = next((r.key_columns for r in plan.rows if r.table == c.table), ())
+        typer.echo(f"rowback: conflict: {c.line(keys)}", err=True)
+
+
+def _plan_summary(plan: Any) -> None:
+    verdict = "refused in nocascade" if plan.refused else "would apply"
+    typer.echo(
+        f"rowback: {len(plan.writes)} row(s) to change, {len(plan.conflicts)} conflict(s): "
+        f"{verdict}",
+        err=True,
+    )
+
+
+@app.command()
+def reversions(
+    target: Annotated[
+        str | None,
+        typer.Option(help="Resolve reversions a crash left started, from this database."),
+    ] = None,
+    store: StoreOpt = None,
+    fmt: FmtOpt = Fmt.table,
+) -> None:
+    """Every recorded reversion, oldest first: who, why, what, how, and its outcome.
+
+    A reversion whose process died mid-apply stays `started` until a revert or
+    `reversions --target DSN` asks the target whether its transaction committed."""
+    if target is not None:
+        from rowback.revert import run as rr
+
+        s = open_store(store_path(store))
+        try:
+            rr.resolve_started(s, target)
+        finally:
+            s.close()
+    cols = [
+        "id",
+        "created_at",
+        "who",
+        "reason",
+        "selection",
+        "mode",
+        "status",
+        "rows",
+        "txid",
+        "undoes",
+        "plan",
+    ]
+    with _reader(store) as s:
+        rows = [
+            (
+                r.id,
+                r.created_at,
+                r.who,
+                r.reason,
+                r.selection,
+                r.mode,
+                r.status,
+                r.rows,
+                r.txid,
+                r.undoes,
+                r.plan,
+            )
+            for r in s.reversions()
+        ]
+    write_rows(sys.stdout, fmt.value, cols, rows, {"selection": "row", "plan": "row"})
+
+
 @app.command()
 def demo(
     keep: Annotated[

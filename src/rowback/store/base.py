@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from rowback.filters import Filter
-from rowback.model import Change, ChangeBatch, Quarantined, TableSchema, WriteStats
+from rowback.model import Change, ChangeBatch, Op, Quarantined, TableSchema, Text, WriteStats
 from rowback.when import Point
 
 
@@ -101,6 +101,62 @@ class SourceState:
     quarantined: int
 
 
+@dataclass(frozen=True)
+class Version:
+    """One stored version of a row, as plain data for the revert planner: the columns it
+    wrote (all of them for an insert or snapshot, none for a delete or TRUNCATE) as
+    PostgreSQL text, exact for the reverse SQL's casts; ``alive``: the columns the
+    table had then."""
+
+    pos: int
+    txid: int
+    op: Op
+    written: Mapping[str, Text]
+    alive: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RowVersions:
+    """Every version of one row (by key text), oldest first."""
+
+    key: tuple[Text, ...]
+    versions: tuple[Version, ...]
+
+
+@dataclass(frozen=True)
+class TableVersions:
+    """The rows of one table that some selected transactions touched, with their whole
+    history; ``columns``: today's columns (name, PostgreSQL type), ``missing``: what rows
+    older than an added column hold in it (``Column.missing``)."""
+
+    source: str
+    table: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+    rows: tuple[RowVersions, ...]
+    missing: Mapping[str, Text] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reversion:
+    """One recorded revert: who (OS user), why (``--reason``), what (``selection``), how
+    (``mode``), its outcome (``status``: started, applied, refused, failed, undone), the
+    rows it changed, its transaction on the target, the reversion it undid, and a summary
+    of its plan."""
+
+    id: int
+    created_at: datetime | None
+    who: str
+    reason: str | None
+    selection: dict[str, Any]
+    mode: str
+    status: str
+    rows: int | None = None
+    txid: int | None = None
+    undoes: int | None = None
+    plan: dict[str, Any] = field(default_factory=dict)
+
+
 class Reader(Protocol):
     """The read half of a store: what time travel, the CLI and the API ask."""
 
@@ -131,7 +187,18 @@ class Reader(Protocol):
 
     def quarantined(self, source: str | None = None) -> Result: ...
 
+    def touched_versions(
+        self, txids: Sequence[int], source: str | None = None
+    ) -> list[TableVersions]:
+        """The rows ``txids`` (of ``source``) wrote, each with its every version, for
+        planning a revert; raises NotFound for a txid the store does not hold."""
+        ...
+
     def sources(self) -> list[SourceState]: ...
+
+    def reversions(self) -> list[Reversion]:
+        """Every recorded reversion, oldest first."""
+        ...
 
 
 class Snapshot(Protocol):
@@ -221,6 +288,16 @@ class Store(Reader, Protocol):
 
         Time points resolve to the last position at or before them, so a change appended
         later must not be older than these (``sources.debezium.replay`` checks it)."""
+        ...
+
+    def record_reversion(self, reversion: Reversion) -> int:
+        """Record a reversion (its ``id`` is given by the store); returns the id."""
+        ...
+
+    def update_reversion(
+        self, rid: int, status: str, rows: int | None = None, txid: int | None = None
+    ) -> None:
+        """Record the outcome of reversion ``rid``."""
         ...
 
     def close(self) -> None: ...

@@ -17,8 +17,9 @@ import duckdb
 
 from rowback.errors import RowbackError
 from rowback.filters import Filter
-from rowback.store.base import Result, SourceState, TableInfo
-from rowback.store.duckdb import catalog, queries
+from rowback.store.base import Result, Reversion, SourceState, TableInfo, TableVersions
+from rowback.store.duckdb import catalog, queries, revisions
+from rowback.store.duckdb import reversions as reversion_log
 from rowback.store.duckdb.catalog import Table, first
 from rowback.timetravel import resolve
 from rowback.when import Point
@@ -76,6 +77,14 @@ class DuckDBReader:
 
     def tx(self, txid: int, source: str | None = None) -> Result:
         return queries.tx(self._con, self._of(source), txid, source)
+
+    def touched_versions(
+        self, txids: Sequence[int], source: str | None = None
+    ) -> list[TableVersions]:
+        return revisions.touched_versions(self._con, self._of(source), txids, source)
+
+    def reversions(self) -> list[Reversion]:
+        return reversion_log.listed(self._con)
 
     def _of(self, source: str | None) -> list[Table]:
         return [t for t in self._tables.values() if source is None or t.source == source]

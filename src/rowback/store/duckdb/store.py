@@ -18,8 +18,16 @@ import pyarrow.compute as pc
 from rowback.errors import RowbackError
 from rowback.filters import Filter
 from rowback.model import Change, ChangeBatch, Op, Quarantined, TableSchema, WriteStats
-from rowback.store.base import Capabilities, Result, SourceState, TableInfo
+from rowback.store.base import (
+    Capabilities,
+    Result,
+    Reversion,
+    SourceState,
+    TableInfo,
+    TableVersions,
+)
 from rowback.store.duckdb import catalog, checkpoints, retype, vector, widening
+from rowback.store.duckdb import reversions as reversion_log
 from rowback.store.duckdb.catalog import Table, first, unregister
 from rowback.store.duckdb.reader import CatalogCache, DuckDBReader, Snapshot
 from rowback.store.duckdb.writer import diff_changes, fetch_head, write_head
@@ -337,6 +345,24 @@ class DuckDBStore:
 
     def tx(self, txid: int, source: str | None = None) -> Result:
         return self._reading().tx(txid, source)
+
+    def touched_versions(
+        self, txids: Sequence[int], source: str | None = None
+    ) -> list[TableVersions]:
+        return self._reading().touched_versions(txids, source)
+
+    def reversions(self) -> list[Reversion]:
+        return self._reading().reversions()
+
+    def record_reversion(self, reversion: Reversion) -> int:
+        with self._root_lock:
+            return reversion_log.add(self._con, reversion)
+
+    def update_reversion(
+        self, rid: int, status: str, rows: int | None = None, txid: int | None = None
+    ) -> None:
+        with self._root_lock:
+            reversion_log.update(self._con, rid, status, rows, txid)
 
     def quarantined(self, source: str | None = None) -> Result:
         return self._reading().quarantined(source)

@@ -1,0 +1,94 @@
+"""Reverting transactions: undo exactly the cells they wrote, keep every later edit.
+
+``plan`` is pure (versions in, a plan out), ``sql`` writes the guarded reverse SQL,
+``apply`` runs it against PostgreSQL. :func:`prepare` ties the store to the planner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+from rowback.errors import RowbackError
+from rowback.model import Text
+from rowback.revert.plan import Action, Mode, Plan, plan
+from rowback.store.base import Reader
+
+__all__ = ["Action", "Mode", "Plan", "plan", "prepare", "plan_rows", "PLAN_COLUMNS"]
+
+DEFAULT_MAX_ROWS = 100_000
+
+
+def prepare(
+    reader: Reader,
+    txids: Sequence[int],
+    mode: Mode = Mode.nocascade,
+    source: str | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    tables: set[str] | None = None,
+) -> Plan:
+    """The plan reverting ``txids`` (only their changes to ``tables``, when given), from
+    the versions ``reader`` holds; one-line errors for an unknown txid, a selection with
+    nothing to revert, or too many rows."""
+    if not txids:
+        raise RowbackError("say what to revert: --txid X (repeatable)")
+    versions = reader.touched_versions(txids, source)
+    if tables is not None:
+        versions = [t for t in versions if t.table in tables]
+    got = plan(versions, txids, mode)
+    if not got.rows:
+        shown = ", ".join(str(x) for x in txids)
+        raise RowbackError(f"nothing to revert: tx {shown} left no row to change")
+    if len(got.writes) > max_rows:
+        raise RowbackError(
+            f"the revert would change {len(got.writes)} rows, more than --max-rows {max_rows}"
+        )
+    return got
+
+
+PLAN_COLUMNS = ["table", "key", "action", "column", "current", "expected", "target", "note"]
+
+Live = Mapping[tuple[str, tuple[Text, ...]], Mapping[str, Text] | None]
+
+
+def plan_rows(p: Plan, live: Live | None = None) -> Iterator[tuple[object, ...]]:
+    """The plan as rows for output, one per cell: ``current`` is what the target holds
+    now (``live``; absent without a target), ``expected`` what the shadow holds and the
+    guard, ``target`` what the revert writes; a row's conflicts on its first line."""
+    for r in p.rows:
+        key = dict(zip(r.key_columns, r.key, strict=True))
+        now = live.get((r.table, r.key)) if live is not None else None
+        notes = [
+            f"{c.what} by tx {', '.join(map(str, c.txids))}" for c in r.conflicts if not c.column
+        ]
+        notes += [f"{c}: dropped since, cannot be restored" for c in r.dropped]
+        if live is not None and now is None and r.action is not Action.insert:
+            notes.append("no such row in the target now")
+        for i, c in enumerate(r.cells or [None]):
+            note = list(notes) if i == 0 else []
+            if c is None:
+                yield (
+                    r.table,
+                    key,
+                    r.action.value,
+                    None,
+                    None,
+                    None,
+                    None,
+                    "; ".join(note) or None,
+                )
+                continue
+            if c.writers:
+                verb = "overwritten" if c.written else "kept"
+                note.append(f"written later by tx {', '.join(map(str, c.writers))} ({verb})")
+            action = r.action.value if c.written else "keep"
+            current = now.get(c.column) if now is not None else None
+            yield (
+                r.table,
+                key,
+                action,
+                c.column,
+                current,
+                c.expected,
+                c.target,
+                "; ".join(note) or None,
+            )

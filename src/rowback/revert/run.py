@@ -1,0 +1,194 @@
+"""One ``rowback revert``, from the selection to the record: check the shadow is caught
+up, plan, then preview, export or apply, and record the reversion and its outcome in the
+store. The CLI (and later the API) only parses and prints."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rowback.errors import BadParameter, RowbackError
+from rowback.revert import DEFAULT_MAX_ROWS, prepare
+from rowback.revert import apply as ra
+from rowback.revert import sql as rsql
+from rowback.revert.plan import Mode, Plan
+from rowback.store.base import Reader, Reversion, Store
+from rowback.when import Point, point_text
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to revert and how; ``undo``: the id of a reversion to undo instead of txids."""
+
+    txids: Sequence[int] = ()
+    undo: int | None = None
+    mode: Mode = Mode.nocascade
+    target: str | None = None
+    source: str | None = None
+    max_rows: int = DEFAULT_MAX_ROWS
+    reason: str | None = None
+    slot: str = "rowback"
+    publication: str = "rowback"
+    since: Point | None = None
+    """With ``until`` and ``table``: every transaction in a window (of one table)."""
+    until: Point | None = None
+    table: str | None = None
+    disable_triggers: bool = False
+    """Triggers on the target do not fire (the role must be allowed to)."""
+
+
+@dataclass
+class Outcome:
+    """What came of an applied revert."""
+
+    id: int
+    plan: Plan
+    applied: ra.Applied
+
+
+def resolve_started(store: Store, target: str) -> list[Reversion]:
+    """Reversions left ``started`` (the reverting process died mid-apply) get their
+    outcome from the target's record of their transaction: applied (it committed) or
+    failed (it never did, so PostgreSQL is untouched). Returns those resolved."""
+    out = []
+    for r in store.reversions():
+        if r.status != "started":
+            continue
+        state = ra.outcome(target, r.txid) if r.txid is not None else "aborted"
+        if state == "committed":
+            store.update_reversion(r.id, "applied")
+        elif state in ("aborted", None):
+            store.update_reversion(r.id, "failed", rows=0)
+        else:
+            continue
+        out.append(r)
+    return out
+
+
+def selection(reader: Reader, req: Request) -> tuple[list[int], str | None, set[str] | None]:
+    """The transactions to revert and the tables to revert them in (None: all): the
+    given txids, a window's, or the transaction of the reversion to undo (which must
+    have been applied)."""
+    window = req.since is not None or req.until is not None
+    given = sum([bool(req.txids), req.undo is not None, window])
+    if given > 1:
+        raise BadParameter("--txid", "give one of --txid, --since/--until or --reversion")
+    if window:
+        return _window(reader, req)
+    if req.table is not None:
+        raise BadParameter("--table", "--table goes with --since/--until")
+    if req.undo is None:
+        if not req.txids:
+            raise RowbackError(
+                "say what to revert: --txid X (repeatable), --since/--until, or --reversion ID"
+            )
+        return list(req.txids), req.source, None
+    found = [r for r in reader.reversions() if r.id == req.undo]
+    if not found:
+        raise RowbackError(f"reversion {req.undo} is not in the store (see `rowback reversions`)")
+    r = found[0]
+    if r.status != "applied" or r.txid is None:
+        raise RowbackError(f"reversion {r.id} is {r.status}: only an applied one can be undone")
+    return [r.txid], r.selection.get("source"), None
+
+
+def _window(reader: Reader, req: Request) -> tuple[list[int], str | None, set[str] | None]:
+    """Every transaction that changed rows (of ``req.table``) in (since, until]; the
+    initial snapshot is never one of them."""
+    got = reader.changes(req.table, req.since, req.until)
+    idx = {c: i for i, c in enumerate(got.columns)}
+    txids: dict[int, None] = {}
+    tables: set[str] = set()
+    for r in got.rows:
+        if r[idx["op"]] == "snapshot":
+            continue
+        txids[int(str(r[idx["txid"]]))] = None
+        tables.add(str(r[idx["table"]]))
+    if not txids:
+        shown = " ".join(
+            f"--{n} {point_text(p)}" for n, p in (("since", req.since), ("until", req.until)) if p
+        )
+        raise RowbackError(f"nothing to revert: no change {shown}".rstrip())
+    return list(txids), req.source, tables if req.table is not None else None
+
+
+def plan_for(reader: Reader, req: Request) -> Plan:
+    """Check the shadow holds all the target committed (when a target is given), then plan."""
+    txids, source, tables = selection(reader, req)
+    if req.target is not None:
+        known = [x.name for x in reader.sources() if x.position is not None]
+        name = source or (known[0] if len(known) == 1 else "postgres")
+        state = next((x for x in reader.sources() if x.name == name), None)
+        if state is None or state.position is None:
+            raise RowbackError(f"the store holds no position of source {name!r}")
+        ra.check_caught_up(req.target, int(state.position["lsn"]), req.slot, req.publication)
+    return prepare(reader, txids, req.mode, source, req.max_rows, tables)
+
+
+def write_sql(
+    plan: Plan, path: Path, target: str | None = None, disable_triggers: bool = False
+) -> None:
+    """The reverse SQL for a person to review (``psql -v ON_ERROR_STOP=1 -f``); with a
+    target, its statements follow the target's foreign keys and generated columns."""
+    import secrets
+
+    catalog = ra.target_catalog(target) if target is not None else rsql.NO_CATALOG
+    with path.open("w") as out:
+        mark = f"sql-{secrets.token_hex(4)}"
+        out.writelines(rsql.script(plan, mark, catalog, disable_triggers))
+
+
+def apply_recorded(
+    store: Store,
+    req: Request,
+    plan: Plan,
+    between: Callable[[], None] | None = None,
+) -> Outcome:
+    """Apply ``plan`` to the target and record it: ``refused`` (nocascade with conflicts,
+    nothing written), else ``started`` before the target is touched, then ``applied``
+    or ``failed``; an undo marks the reversion it undid ``undone``."""
+    if req.target is None:
+        raise RowbackError("give --target DSN: the store does not record the source's DSN")
+    record = Reversion(
+        id=0,
+        created_at=None,
+        who=getpass.getuser(),
+        reason=req.reason,
+        selection={
+            "txids": list(plan.txids),
+            "source": req.source,
+            "reversion": req.undo,
+            **({"since": point_text(req.since)} if req.since else {}),
+            **({"until": point_text(req.until)} if req.until else {}),
+            **({"table": req.table} if req.table else {}),
+        },
+        mode=req.mode.value,
+        status="refused" if plan.refused else "started",
+        rows=0 if plan.refused else None,
+        undoes=req.undo,
+        plan={"rows": len(plan.writes), "conflicts": [c.line() for c in plan.conflicts]},
+    )
+    rid = store.record_reversion(record)
+    if plan.refused:
+        raise RowbackError(
+            f"refused: {len(plan.conflicts)} conflict(s) in --mode nocascade; nothing was "
+            f"written (reversion {rid}; --mode nonconflict reverts the rest, force overwrites)"
+        )
+    try:
+        done = ra.apply(
+            plan,
+            req.target,
+            str(rid),
+            between=between,
+            disable_triggers=req.disable_triggers,
+            started=lambda txid: store.update_reversion(rid, "started", txid=txid),
+        )
+    except BaseException:
+        store.update_reversion(rid, "failed", rows=0)
+        raise
+    store.update_reversion(rid, "applied", done.rows, done.txid)
+    if req.undo is not None:
+        store.update_reversion(req.undo, "undone")
+    return Outcome(rid, plan, done)

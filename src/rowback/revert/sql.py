@@ -1,0 +1,213 @@
+"""Reverse SQL: plain PostgreSQL for a plan, each statement guarded by the values the
+shadow says its row holds now, so a write that landed since is never overwritten.
+
+Values are PostgreSQL text with an explicit cast to the column's type
+(``'9.90'::numeric(12,2)``), which reads back exactly what was captured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from rowback.model import Text
+from rowback.revert.plan import Action, Mode, Plan, RowPlan
+
+LOCK_TIMEOUT = "2s"
+STATEMENT_TIMEOUT = "30s"
+DISABLE_TRIGGERS = "session_replication_role = replica"
+"""What ``--disable-triggers`` sets for the reverting transaction."""
+MESSAGE_PREFIX = "rowback.revert"
+"""The prefix of the logical message that marks a reverting transaction."""
+
+# types without an equality operator: compared through one that has one
+_COMPARE_AS = {"json": "jsonb", "xml": "text", "point": "text"}
+
+
+@dataclass(frozen=True)
+class TargetCatalog:
+    """What the target's catalog says that the statements must respect: foreign keys
+    (child table -> the tables it references), generated columns (never written) and
+    identity columns (``always`` ones need ``OVERRIDING SYSTEM VALUE``)."""
+
+    parents: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    generated: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    identity_always: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    sequenced: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Columns filled from a sequence (identity or ``nextval`` default)."""
+
+
+NO_CATALOG = TargetCatalog()
+
+
+def table_order(tables: list[str], parents: Mapping[str, frozenset[str]]) -> list[str]:
+    """``tables`` with every referenced table before the tables referencing it (a cycle
+    keeps the rest in name order).
+
+    >>> table_order(["a.child", "a.parent"], {"a.child": frozenset({"a.parent"})})
+    ['a.parent', 'a.child']
+    """
+    left = sorted(set(tables))
+    out: list[str] = []
+    while left:
+        ready = [t for t in left if not (parents.get(t, frozenset()) - {t}) & set(left)]
+        take = ready[0] if ready else left[0]
+        out.append(take)
+        left.remove(take)
+    return out
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One guarded statement; it must affect exactly one row."""
+
+    row: RowPlan
+    sql: str
+
+    def describe(self) -> str:
+        r = self.row
+        shown = ", ".join("NULL" if k is None else k for k in r.key)
+        return f"{r.action.value} {r.table} ({', '.join(r.key_columns)})=({shown})"
+
+
+def ident(name: str) -> str:
+    """A quoted identifier.
+
+    >>> ident('we"ird')
+    '"we""ird"'
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_ident(qualified: str) -> str:
+    """``schema.table`` quoted (the name splits at its first dot, as the store keeps it)."""
+    schema, _, rel = qualified.partition(".")
+    return f"{ident(schema)}.{ident(rel)}"
+
+
+def literal(value: Text, pg_type: str) -> str:
+    """An exact typed literal.
+
+    >>> literal("it's", "text")
+    "'it''s'::text"
+    >>> literal(None, "integer")
+    'NULL::integer'
+    """
+    if value is None:
+        return f"NULL::{pg_type}"
+    return "'" + value.replace("'", "''") + f"'::{pg_type}"
+
+
+def same(column: str, value: Text, pg_type: str) -> str:
+    """``column`` holds ``value`` (NULL included)."""
+    other = _COMPARE_AS.get(pg_type)
+    if other is None:
+        return f"{ident(column)} IS NOT DISTINCT FROM {literal(value, pg_type)}"
+    return f"{ident(column)}::{other} IS NOT DISTINCT FROM {literal(value, pg_type)}::{other}"
+
+
+def _key(row: RowPlan) -> str:
+    return " AND ".join(
+        f"{ident(c)} = {literal(v, t)}"
+        for c, v, t in zip(row.key_columns, row.key, row.key_types, strict=True)
+    )
+
+
+def statement(row: RowPlan, catalog: TargetCatalog = NO_CATALOG) -> Statement | None:
+    """The guarded statement for one row (None when nothing is written to it)."""
+    t = table_ident(row.table)
+    generated = catalog.generated.get(row.table, frozenset())
+    if row.action is Action.update:
+        cells = [c for c in row.cells if c.written and c.column not in generated]
+        if not cells:
+            return None
+        sets = ", ".join(f"{ident(c.column)} = {literal(c.target, c.type)}" for c in cells)
+        guard = " AND ".join([_key(row)] + [same(c.column, c.expected, c.type) for c in cells])
+        return Statement(row, f"UPDATE {t} SET {sets} WHERE {guard}")
+    if row.action is Action.delete:
+        keys = set(row.key_columns)
+        guard = " AND ".join(
+            [_key(row)]
+            + [same(c.column, c.expected, c.type) for c in row.cells if c.column not in keys]
+        )
+        return Statement(row, f"DELETE FROM {t} WHERE {guard}")
+    if row.action is Action.insert:
+        cells = [c for c in row.cells if c.column not in generated]
+        cols = ", ".join(ident(c.column) for c in cells)
+        vals = ", ".join(literal(c.target, c.type) for c in cells)
+        always = catalog.identity_always.get(row.table, frozenset())
+        over = " OVERRIDING SYSTEM VALUE" if any(c.column in always for c in cells) else ""
+        return Statement(
+            row,
+            f"INSERT INTO {t} ({cols}){over} SELECT {vals} "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {_key(row)})",
+        )
+    return None
+
+
+def statements(plan: Plan, catalog: TargetCatalog = NO_CATALOG) -> Iterator[Statement]:
+    """Every guarded statement of ``plan``, along the foreign-key graph: rows coming back
+    are inserted parents first, then the updates, then rows going away are deleted
+    children first, so no statement meets a reference that is not there yet."""
+    order = table_order([r.table for r in plan.rows], catalog.parents)
+    rank = {t: i for i, t in enumerate(order)}
+    phases = {Action.insert: 0, Action.update: 1, Action.delete: 2}
+
+    def place(r: RowPlan) -> tuple[int, int]:
+        phase = phases.get(r.action, 3)
+        return phase, -rank[r.table] if r.action is Action.delete else rank[r.table]
+
+    for row in sorted(plan.rows, key=place):  # stable: plan order within a table
+        got = statement(row, catalog)
+        if got is not None:
+            yield got
+
+
+def sequence_notes(plan: Plan, catalog: TargetCatalog) -> list[str]:
+    """What a revert does not undo: sequences that the reverted inserts advanced."""
+    tables = sorted({r.table for r in plan.rows if r.action is Action.delete})
+    return [
+        f"{t}.{c}: its sequence is not rewound (the values the reverted inserts took stay used)"
+        for t in tables
+        for c in sorted(catalog.sequenced.get(t, frozenset()))
+    ]
+
+
+def _dollar(body: str) -> str:
+    tag = "rb"
+    while f"${tag}$" in body:
+        tag += "_"
+    return f"${tag}$"
+
+
+def script(
+    plan: Plan,
+    reversion: str,
+    catalog: TargetCatalog = NO_CATALOG,
+    disable_triggers: bool = False,
+) -> Iterator[str]:
+    """The reverse SQL file, line by line: one transaction, timeouts, the marking message,
+    each statement in a DO block that checks it changed exactly one row: a mismatch
+    aborts the transaction (nocascade, force) or is noticed and left (nonconflict)."""
+    txids = ", ".join(str(x) for x in plan.txids)
+    yield f"-- rowback revert of tx {txids}, mode {plan.mode.value}, reversion {reversion}\n"
+    yield "-- every statement is guarded by the values the shadow holds for its row now\n"
+    yield "BEGIN;\n"
+    yield f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';\n"
+    yield f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}';\n"
+    if disable_triggers:
+        yield f"SET LOCAL {DISABLE_TRIGGERS};  -- triggers do not fire (needs a superuser)\n"
+    mark = literal(reversion, "text")
+    yield f"SELECT pg_logical_emit_message(true, '{MESSAGE_PREFIX}', {mark});\n"
+    for note in sequence_notes(plan, catalog):
+        yield f"-- {note}\n"
+    for s in statements(plan, catalog):
+        what = s.describe().replace("'", "''").replace("%", "%%")
+        if plan.mode is Mode.nonconflict:
+            miss = f"RAISE NOTICE 'rowback: changed since the plan, left as it is: {what}'"
+        else:
+            miss = f"RAISE EXCEPTION 'rowback: changed since the plan: {what}'"
+        body = f"BEGIN {s.sql}; IF NOT FOUND THEN {miss}; END IF; END"
+        q = _dollar(body)
+        yield f"DO {q} {body} {q};\n"
+    yield "COMMIT;\n"

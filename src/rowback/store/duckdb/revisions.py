@@ -1,0 +1,128 @@
+"""The versions a revert plans from: every row some transactions wrote, with its whole
+history, as PostgreSQL text (``Physical.text``), which the reverse SQL casts back exactly.
+
+Nothing is rendered here: the planner compares the texts and the SQL quotes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from rowback.errors import BadParameter, NotFound, RowbackError
+from rowback.model import Op, Text
+from rowback.store.base import RowVersions, TableVersions, Version
+from rowback.store.duckdb.catalog import MASK_BITS, Table
+
+
+def touched_versions(
+    con: duckdb.DuckDBPyConnection,
+    tables: Sequence[Table],
+    txids: Sequence[int],
+    source: str | None = None,
+) -> list[TableVersions]:
+    """For each table, the rows ``txids`` wrote, each with all its versions oldest first
+    (TRUNCATEs of the table included in every row's list)."""
+    wanted = sorted({int(x) for x in txids})
+    sources = _sources_of(con, wanted, source)
+    out = []
+    for t in sorted(tables, key=lambda t: (t.source, t.schema, t.name)):
+        if t.source not in sources:
+            continue
+        got = _table_versions(con, t, wanted)
+        if got.rows:
+            out.append(got)
+    return out
+
+
+def _sources_of(con: duckdb.DuckDBPyConnection, txids: list[int], source: str | None) -> set[str]:
+    """The source the transactions are of; one line for an unknown or ambiguous txid."""
+    found: set[str] = set()
+    for txid in txids:
+        names = {
+            str(r[0])
+            for r in con.execute(
+                "SELECT DISTINCT source FROM _rb_tx WHERE txid = ?", [txid]
+            ).fetchall()
+        }
+        if source is not None:
+            names &= {source}
+        if not names:
+            whose = f" of source {source!r}" if source else ""
+            raise NotFound(f"transaction {txid}{whose} is not in the store")
+        if len(names) > 1:
+            raise BadParameter(
+                "source", f"transaction {txid} is in more than one source: give --source"
+            )
+        found |= names
+    return found
+
+
+def _table_versions(con: duckdb.DuckDBPyConnection, t: Table, txids: list[int]) -> TableVersions:
+    keys = t.key_columns
+    ids = ", ".join(str(x) for x in txids)
+    kcols = ", ".join(f"c{c.phys}" for c in keys)
+    on = " AND ".join(f"v.c{c.phys} = k.c{c.phys}" for c in keys)
+    masks = ", ".join(f"v._m{w}" for w in range(t.mask_words()))
+    texts = ", ".join(c.physical.text(f"v.c{c.phys}") for c in t.columns)
+    sql = (
+        f"WITH k AS (SELECT DISTINCT {kcols} FROM {t.hist} "
+        f"WHERE _txid IN ({ids}) AND _op <> {Op.TRUNCATE}) "
+        f"SELECT v._pos, v._txid, v._op, {masks}, {texts} FROM {t.hist} v SEMI JOIN k ON {on} "
+        f"ORDER BY {', '.join(f'v.c{c.phys}' for c in keys)}, v._pos"
+    )
+    cut = con.execute(
+        f"SELECT _txid FROM {t.hist} WHERE _txid IN ({ids}) AND _op = {Op.TRUNCATE} LIMIT 1"
+    ).fetchall()
+    if cut:
+        raise RowbackError(
+            f"tx {cut[0][0]} truncated {t.qualified}: reverting a TRUNCATE is not built yet"
+        )
+    rows = con.execute(sql).fetchall()
+    truncates = con.execute(
+        f"SELECT _pos, _txid FROM {t.hist} WHERE _op = {Op.TRUNCATE} ORDER BY _pos"
+    ).fetchall()
+    words = t.mask_words()
+    base = 3 + words
+    key_at = [base + c.phys for c in keys]
+    by_key: dict[tuple[Text, ...], list[Version]] = {}
+    for r in rows:
+        key = tuple(r[i] for i in key_at)
+        by_key.setdefault(key, []).append(_version(t, r, words, base))
+    out = []
+    for key, versions in by_key.items():
+        cuts = [
+            Version(int(pos), int(txid), Op.TRUNCATE, {}, _alive(t, int(pos)))
+            for pos, txid in truncates
+            if int(pos) > versions[0].pos
+        ]
+        merged = sorted([*versions, *cuts], key=lambda v: v.pos)
+        out.append(RowVersions(key, tuple(merged)))
+    return TableVersions(
+        t.source,
+        t.qualified,
+        tuple((c.name, c.pg_type) for c in t.alive),
+        tuple(c.name for c in keys),
+        tuple(out),
+        {c.name: c.missing for c in t.alive if c.missing is not None},
+    )
+
+
+def _alive(t: Table, pos: int) -> tuple[str, ...]:
+    return tuple(c.name for c in t.columns if c.alive_at(pos))
+
+
+def _version(t: Table, r: Sequence[Any], words: int, base: int) -> Version:
+    pos, op = int(r[0]), Op(r[2])
+    mask = 0
+    for w in range(words):
+        mask |= int(r[3 + w] or 0) << (w * MASK_BITS)
+    written: dict[str, Text] = {}
+    if op not in (Op.DELETE, Op.TRUNCATE):
+        for c in t.columns:
+            if (mask >> c.phys) & 1 and c.alive_at(pos):
+                v = r[base + c.phys]
+                written[c.name] = None if v is None else str(v)
+    return Version(pos, int(r[1]), op, written, _alive(t, pos))
