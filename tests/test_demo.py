@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from rowback.store.duckdb import DuckDBStore
 
 
 def _postgres_pids() -> set[str]:
@@ -54,8 +57,19 @@ def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     ):
         assert section in out, section
     assert "price:" in out and "→ 0.00" in out  # the bad transaction's diff is shown
+    # the story ends with the bad deploy reverted in PostgreSQL, the traffic since kept
+    flat = " ".join(out.split())
+    undone = re.search(
+        r"(\d+) → (\d+) products at 0\.00; orders (\d+) → (\d+), stock (\d+) → (\d+)", flat
+    )
+    assert undone, flat[-600:]
+    zeroed, left, orders, orders_after, stock, stock_after = map(int, undone.groups())
+    assert zeroed > 0 and left == 0
+    assert (orders, stock) == (orders_after, stock_after)
     assert elapsed < 60
     assert (tmp_path / "s" / "rowback.duckdb").exists()  # --keep keeps the store
+    with DuckDBStore(tmp_path / "s", read_only=True) as store:
+        assert [r.status for r in store.reversions()] == ["applied"]
     deadline = time.monotonic() + 10  # a loaded machine can take a moment to reap them
     while not _postgres_pids() <= before and time.monotonic() < deadline:
         time.sleep(0.2)

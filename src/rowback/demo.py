@@ -2,7 +2,8 @@
 
 The story: capture runs while customers order; halfway through, a bad deploy zeroes every
 product's price (an UPDATE without WHERE). Rowback then shows the catalogue as it was just
-before that transaction, one product's history, and everything the bad transaction did.
+before that transaction, one product's history, and everything the bad transaction did,
+and reverts it in PostgreSQL: the prices come back, the orders placed since stay.
 """
 
 from __future__ import annotations
@@ -185,6 +186,51 @@ def _served(store: DuckDBStore) -> Iterator[Callable[[str, dict[str, str]], list
         sock.close()
 
 
+def _shop_state(dsn: str) -> tuple[int, int, int]:
+    """(products at 0.00, orders, sum of stock): what the revert must fix and must keep."""
+    conn = psycopg2.connect(dsn)
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT (SELECT count(*) FROM products WHERE price = 0), "
+            "(SELECT count(*) FROM orders), (SELECT sum(stock) FROM products)"
+        )
+        got = cur.fetchone()
+        assert got is not None
+        return int(got[0]), int(got[1]), int(got[2])
+    finally:
+        conn.close()
+
+
+def _undo(console: Console, store: DuckDBStore, dsn: str, bad_txid: int) -> None:
+    """The end of the story: revert the bad deploy in PostgreSQL, cell by cell, keeping
+    the orders (and the stock they moved) that ran since."""
+    from rowback.revert.plan import Mode
+    from rowback.revert.run import Request, apply_recorded, plan_for
+
+    zeroed, orders, stock = _shop_state(dsn)
+    req = Request(txids=[bad_txid], target=dsn, reason="demo: the bad deploy")
+    plan = plan_for(store, req)
+    cells = sum(len(r.cells) for r in plan.writes)
+    console.print(
+        f"[bold]rowback revert --txid {bad_txid}[/] (plan: {len(plan.writes)} rows, "
+        f"{cells} cells, {len(plan.conflicts)} conflicts; later edits of other columns "
+        "are kept)"
+    )
+    if plan.refused:  # a later write to a zeroed price: revert the rest, report those
+        for c in plan.conflicts[:3]:
+            console.print(f"  conflict: {c.line()}")
+        req = Request(txids=[bad_txid], target=dsn, mode=Mode.nonconflict, reason=req.reason)
+        plan = plan_for(store, req)
+    done = apply_recorded(store, req, plan)
+    after = _shop_state(dsn)
+    console.print(
+        f"reverted in PostgreSQL by transaction {done.applied.txid} (reversion {done.id}): "
+        f"{zeroed} → {after[0]} products at 0.00; orders {orders} → {after[1]}, "
+        f"stock {stock} → {after[2]} (the traffic since is intact)"
+    )
+
+
 def run_demo(keep: Path | None = None, seconds: float = 12.0) -> None:
     """Run the whole demo; leaves nothing running (the store stays only with ``keep``)."""
     console = Console()
@@ -249,6 +295,7 @@ def run_demo(keep: Path | None = None, seconds: float = 12.0) -> None:
         _show(console, f"history of product 1 around tx {bad_txid}", hist)
         did = _as_diffs(store.tx(bad_txid), ["table", "op", "key"])
         _show(console, f"transaction {bad_txid}: everything it did", did, 5)
+        _undo(console, store, dsn, bad_txid)
         store.close()
         console.rule()
         where = f"--store {store_dir}"
@@ -258,7 +305,8 @@ def run_demo(keep: Path | None = None, seconds: float = 12.0) -> None:
                 "Try it yourself:\n"
                 f"  rowback asof public.products --at tx:{bad_txid} {where}\n"
                 f"  rowback history public.products --key 1 {where}\n"
-                f"  rowback tx {bad_txid} {where} --format json"
+                f"  rowback tx {bad_txid} {where} --format json\n"
+                f"  rowback reversions {where}"
             )
     finally:
         server.stop()
