@@ -676,6 +676,8 @@ def revert(
         table,
         disable_triggers,
     )
+    if _revert_served(store, req, dry_run, sql, fmt):
+        return
     if dry_run or sql:
         with _reader(store) as r:
             plan = rr.plan_for(r, req)
@@ -683,7 +685,7 @@ def revert(
             live = ra.live_values(target, plan) if target is not None else None
             rows = rv.plan_rows(plan, live)
             write_rows(sys.stdout, fmt.value, rv.PLAN_COLUMNS, rows, {"key": "row"})
-            _plan_summary(plan)
+            _plan_summary(len(plan.writes), len(plan.conflicts), plan.refused)
             return
         _conflicts(plan)
         if plan.refused:
@@ -704,29 +706,102 @@ def revert(
         done = rr.apply_recorded(s, req, plan)
     finally:
         s.close()
-    for m in done.applied.missed:
-        typer.echo(f"rowback: changed since the plan, left as it is: {m.describe()}", err=True)
-    for note in done.applied.notes:
-        typer.echo(f"rowback: note: {note}", err=True)
     a = done.applied
-    row = (done.id, chosen.value, a.rows, len(a.missed), len(plan.conflicts), a.txid)
+    _applied(
+        [m.describe() for m in a.missed],
+        a.notes,
+        (done.id, chosen.value, a.rows, len(a.missed), len(plan.conflicts), a.txid),
+        fmt,
+    )
+
+
+def _revert_served(store: str | None, req: Any, dry_run: bool, sql: Path | None, fmt: Any) -> bool:
+    """Revert through the running service when ``rowback run`` holds the store, printing
+    what the offline revert prints; False when no service holds it."""
+    from rowback import revert as rv
+    from rowback.client import ServiceGone, post
+    from rowback.revert import run as rr
+    from rowback.service import read_info
+
+    info = read_info(store_path(store))
+    if info is None:
+        return False
+    body = {
+        "txids": list(req.txids),
+        "reversion": req.undo,
+        "since": point_text(req.since) if req.since else None,
+        "until": point_text(req.until) if req.until else None,
+        "table": req.table,
+        "source": req.source,
+        "mode": req.mode.value,
+        "target": req.target,
+        "reason": req.reason,
+        "max_rows": req.max_rows,
+        "disable_triggers": req.disable_triggers,
+        "dry_run": dry_run,
+        "sql": sql is not None and not dry_run,
+        "slot": req.slot,
+        "publication": req.publication,
+    }
+    try:
+        doc = post(info, "/api/v1/reversions", body)
+    except ServiceGone:
+        return False  # it stopped between the look and the ask: the store is free again
+    except rr.Refused as e:
+        for line in e.conflicts:
+            typer.echo(f"rowback: conflict: {line}", err=True)
+        raise
+    if dry_run:
+        rows = [tuple(o[c] for c in rv.PLAN_COLUMNS) for o in doc["rows"]]
+        write_rows(sys.stdout, fmt.value, rv.PLAN_COLUMNS, rows, {"key": "row"})
+        _plan_summary(int(doc["writes"]), len(doc["conflicts"]), bool(doc["refused"]))
+        return True
+    for line in doc["conflicts"]:
+        typer.echo(f"rowback: conflict: {line}", err=True)
+    if sql is not None:
+        sql.write_text(doc["sql"])
+        n = doc["statements"]
+        typer.echo(f"rowback: wrote {n} guarded statement(s) to {sql}", err=True)
+        return True
+    row = (doc["id"], doc["mode"], doc["rows"], len(doc["missed"]), len(doc["conflicts"]))
+    _applied(doc["missed"], doc["notes"], (*row, doc["txid"]), fmt)
+    return True
+
+
+def _applied(missed: list[str], notes: list[str], row: tuple[object, ...], fmt: Any) -> None:
+    for m in missed:
+        typer.echo(f"rowback: changed since the plan, left as it is: {m}", err=True)
+    for note in notes:
+        typer.echo(f"rowback: note: {note}", err=True)
     cols = ["reversion", "mode", "rows", "missed", "conflicts", "txid"]
     write_rows(sys.stdout, fmt.value, cols, [row])
 
 
 def _conflicts(plan: Any) -> None:
-    for c in plan.conflicts:
-        keys = next((r.key_columns for r in plan.rows if r.table == c.table), ())
-        typer.echo(f"rowback: conflict: {c.line(keys)}", err=True)
+    from rowback.revert.run import conflict_lines
+
+    for line in conflict_lines(plan):
+        typer.echo(f"rowback: conflict: {line}", err=True)
 
 
-def _plan_summary(plan: Any) -> None:
-    verdict = "refused in nocascade" if plan.refused else "would apply"
-    typer.echo(
-        f"rowback: {len(plan.writes)} row(s) to change, {len(plan.conflicts)} conflict(s): "
-        f"{verdict}",
-        err=True,
-    )
+def _plan_summary(writes: int, conflicts: int, refused: bool) -> None:
+    verdict = "refused in nocascade" if refused else "would apply"
+    typer.echo(f"rowback: {writes} row(s) to change, {conflicts} conflict(s): {verdict}", err=True)
+
+
+def _resolve_served(store: str | None, target: str) -> bool:
+    """Ask the running service to settle started reversions; False when none runs."""
+    from rowback.client import ServiceGone, post
+    from rowback.service import read_info
+
+    info = read_info(store_path(store))
+    if info is None:
+        return False
+    try:
+        post(info, "/api/v1/reversions/resolve", {"target": target})
+    except ServiceGone:
+        return False
+    return True
 
 
 @app.command()
@@ -742,7 +817,9 @@ def reversions(
 
     A reversion whose process died mid-apply stays `started` until a revert or
     `reversions --target DSN` asks the target whether its transaction committed."""
-    if target is not None:
+    from rowback.views import reversions_result
+
+    if target is not None and not _resolve_served(store, target):
         from rowback.revert import run as rr
 
         s = open_store(store_path(store))
@@ -750,37 +827,8 @@ def reversions(
             rr.resolve_started(s, target)
         finally:
             s.close()
-    cols = [
-        "id",
-        "created_at",
-        "who",
-        "reason",
-        "selection",
-        "mode",
-        "status",
-        "rows",
-        "txid",
-        "undoes",
-        "plan",
-    ]
-    with _reader(store) as s:
-        rows = [
-            (
-                r.id,
-                r.created_at,
-                r.who,
-                r.reason,
-                r.selection,
-                r.mode,
-                r.status,
-                r.rows,
-                r.txid,
-                r.undoes,
-                r.plan,
-            )
-            for r in s.reversions()
-        ]
-    write_rows(sys.stdout, fmt.value, cols, rows, {"selection": "row", "plan": "row"})
+
+    _query(store, fmt, "/api/v1/reversions", {}, reversions_result)
 
 
 @app.command()

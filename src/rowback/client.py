@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping, Sequence
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import orjson
@@ -53,6 +53,20 @@ def fetch(info: ServiceInfo, path: str, params: Params, fmt: str, out: IO[str]) 
     out.flush()
 
 
+def post(info: ServiceInfo, path: str, body: Mapping[str, object]) -> Any:
+    """POST ``body`` as JSON to ``path``; the answer's JSON, or the offline error."""
+    headers = {"Authorization": f"Bearer {info.token}"}
+    try:
+        r = httpx.post(info.url + path, json=dict(body), headers=headers, timeout=TIMEOUT)
+    except httpx.ConnectError as e:
+        raise ServiceGone(f"the service at {info.url} is not answering: {e}") from None
+    except httpx.HTTPError as e:
+        raise RowbackError(f"the service at {info.url} failed to answer: {e}") from None
+    if r.status_code not in (200, 201):
+        raise _problem(r.status_code, r.content)
+    return orjson.loads(r.content)
+
+
 def _width(out: IO[str]) -> int:
     try:
         tty = out.isatty()
@@ -68,7 +82,11 @@ def _problem(status: int, body: bytes) -> RowbackError:
         detail = str(doc.get("detail") or doc.get("title"))
         params = doc.get("invalid-params") or []
     except (orjson.JSONDecodeError, AttributeError):
-        detail, params = body.decode("utf-8", "replace").strip()[:200], []
+        doc, detail, params = {}, body.decode("utf-8", "replace").strip()[:200], []
+    if status == 409 and isinstance(doc.get("conflicts"), list):
+        from rowback.revert.run import Refused
+
+        return Refused(detail, int(doc.get("reversion") or 0), [str(c) for c in doc["conflicts"]])
     if status == 404:
         return NotFound(detail)
     if status == 400 and params:

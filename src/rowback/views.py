@@ -111,3 +111,39 @@ def status_result(docs: list[dict[str, Any]]) -> Result:
         for d in docs
     ]
     return Result(list(STATUS_COLUMNS), rows, {"tables": "row"})
+
+
+REVERSION_COLUMNS = [
+    "id",
+    "created_at",
+    "who",
+    "reason",
+    "selection",
+    "mode",
+    "status",
+    "rows",
+    "txid",
+    "undoes",
+    "plan",
+]
+
+
+def reversions_result(reader: Reader) -> Result:
+    """Every recorded reversion, oldest first (``rowback reversions``, the API's list)."""
+    rows = [
+        (
+            r.id,
+            r.created_at,
+            r.who,
+            r.reason,
+            r.selection,
+            r.mode,
+            r.status,
+            r.rows,
+            r.txid,
+            r.undoes,
+            r.plan,
+        )
+        for r in reader.reversions()
+    ]
+    return Result(list(REVERSION_COLUMNS), rows, {"selection": "row", "plan": "row"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rowback import __version__
-from rowback.api import auth, problems, read, status
+from rowback.api import auth, problems, read, revert, status
 from rowback.api.context import ServiceContext
 
 
@@ -27,4 +27,5 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.add_middleware(auth.TokenGuard, token=ctx.token)
     app.include_router(read.router)
     app.include_router(status.router)
+    app.include_router(revert.router)
     return app

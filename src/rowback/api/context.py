@@ -28,6 +28,8 @@ class ServiceContext:
     slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(READ_SLOTS)
     )
+    reverting: threading.Lock = field(default_factory=threading.Lock)
+    """Held by the revert in progress: one at a time."""
 
     def snapshot(self) -> Snapshot:
         return self.store.snapshot(self.query_limit)

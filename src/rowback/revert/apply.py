@@ -142,6 +142,18 @@ def check_caught_up(
         conn.close()
 
 
+def committed_lsn(dsn: str, slot: str = "rowback") -> int:
+    """The target's WAL position now, once it is known to be the captured database: a
+    shadow at or past it holds every transaction the target has committed so far."""
+    conn = connect(dsn)
+    conn.autocommit = True
+    try:
+        _check_is_captured(conn, slot)
+        return _lsn(conn, "pg_current_wal_lsn()")
+    finally:
+        conn.close()
+
+
 def _check_is_captured(conn: Conn, slot: str) -> None:
     """The target must be the captured database: capture's slot lives in it (the store
     does not record the source's identity yet, so the slot stands for it)."""

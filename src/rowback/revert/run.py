@@ -1,6 +1,6 @@
 """One ``rowback revert``, from the selection to the record: check the shadow is caught
 up, plan, then preview, export or apply, and record the reversion and its outcome in the
-store. The CLI (and later the API) only parses and prints."""
+store. The CLI and the API only parse and print."""
 
 from __future__ import annotations
 
@@ -39,6 +39,14 @@ class Request:
     """Triggers on the target do not fire (the role must be allowed to)."""
 
 
+class Refused(RowbackError):
+    """A ``nocascade`` revert that conflicts: recorded as reversion ``rid``, nothing written."""
+
+    def __init__(self, message: str, rid: int, conflicts: list[str]) -> None:
+        super().__init__(message)
+        self.rid, self.conflicts = rid, conflicts
+
+
 @dataclass
 class Outcome:
     """What came of an applied revert."""
@@ -48,12 +56,13 @@ class Outcome:
     applied: ra.Applied
 
 
-def resolve_started(store: Store, target: str) -> list[Reversion]:
+def resolve_started(store: Store, target: str, reader: Reader | None = None) -> list[Reversion]:
     """Reversions left ``started`` (the reverting process died mid-apply) get their
     outcome from the target's record of their transaction: applied (it committed) or
-    failed (it never did, so PostgreSQL is untouched). Returns those resolved."""
+    failed (it never did, so PostgreSQL is untouched). Returns those resolved.
+    ``reader``: where to list them (a snapshot, in the service), else ``store``."""
     out = []
-    for r in store.reversions():
+    for r in (reader or store).reversions():
         if r.status != "started":
             continue
         state = ra.outcome(target, r.txid) if r.txid is not None else "aborted"
@@ -114,16 +123,22 @@ def _window(reader: Reader, req: Request) -> tuple[list[int], str | None, set[st
     return list(txids), req.source, tables if req.table is not None else None
 
 
-def plan_for(reader: Reader, req: Request) -> Plan:
-    """Check the shadow holds all the target committed (when a target is given), then plan."""
+def shadow_lsn(reader: Reader, source: str | None) -> int:
+    """How far the shadow holds ``source`` (the only one, when not given)."""
+    known = [x.name for x in reader.sources() if x.position is not None]
+    name = source or (known[0] if len(known) == 1 else "postgres")
+    state = next((x for x in reader.sources() if x.name == name), None)
+    if state is None or state.position is None:
+        raise RowbackError(f"the store holds no position of source {name!r}")
+    return int(state.position["lsn"])
+
+
+def plan_for(reader: Reader, req: Request, caught_up: bool = False) -> Plan:
+    """Check the shadow holds all the target committed (when a target is given, unless
+    the caller has waited for that: ``caught_up``), then plan."""
     txids, source, tables = selection(reader, req)
-    if req.target is not None:
-        known = [x.name for x in reader.sources() if x.position is not None]
-        name = source or (known[0] if len(known) == 1 else "postgres")
-        state = next((x for x in reader.sources() if x.name == name), None)
-        if state is None or state.position is None:
-            raise RowbackError(f"the store holds no position of source {name!r}")
-        ra.check_caught_up(req.target, int(state.position["lsn"]), req.slot, req.publication)
+    if req.target is not None and not caught_up:
+        ra.check_caught_up(req.target, shadow_lsn(reader, source), req.slot, req.publication)
     return prepare(reader, txids, req.mode, source, req.max_rows, tables)
 
 
@@ -132,12 +147,16 @@ def write_sql(
 ) -> None:
     """The reverse SQL for a person to review (``psql -v ON_ERROR_STOP=1 -f``); with a
     target, its statements follow the target's foreign keys and generated columns."""
+    with path.open("w") as out:
+        out.writelines(sql_script(plan, target, disable_triggers))
+
+
+def sql_script(plan: Plan, target: str | None = None, disable_triggers: bool = False) -> list[str]:
+    """The lines of :func:`write_sql`'s file (the API answers with them)."""
     import secrets
 
     catalog = ra.target_catalog(target) if target is not None else rsql.NO_CATALOG
-    with path.open("w") as out:
-        mark = f"sql-{secrets.token_hex(4)}"
-        out.writelines(rsql.script(plan, mark, catalog, disable_triggers))
+    return list(rsql.script(plan, f"sql-{secrets.token_hex(4)}", catalog, disable_triggers))
 
 
 def apply_recorded(
@@ -145,16 +164,18 @@ def apply_recorded(
     req: Request,
     plan: Plan,
     between: Callable[[], None] | None = None,
+    who: str | None = None,
 ) -> Outcome:
     """Apply ``plan`` to the target and record it: ``refused`` (nocascade with conflicts,
     nothing written), else ``started`` before the target is touched, then ``applied``
-    or ``failed``; an undo marks the reversion it undid ``undone``."""
+    or ``failed``; an undo marks the reversion it undid ``undone``. ``who``: for the
+    record (the OS user when not given; the API gives its token's holder)."""
     if req.target is None:
         raise RowbackError("give --target DSN: the store does not record the source's DSN")
     record = Reversion(
         id=0,
         created_at=None,
-        who=getpass.getuser(),
+        who=who or getpass.getuser(),
         reason=req.reason,
         selection={
             "txids": list(plan.txids),
@@ -172,9 +193,11 @@ def apply_recorded(
     )
     rid = store.record_reversion(record)
     if plan.refused:
-        raise RowbackError(
+        raise Refused(
             f"refused: {len(plan.conflicts)} conflict(s) in --mode nocascade; nothing was "
-            f"written (reversion {rid}; --mode nonconflict reverts the rest, force overwrites)"
+            f"written (reversion {rid}; --mode nonconflict reverts the rest, force overwrites)",
+            rid,
+            conflict_lines(plan),
         )
     try:
         done = ra.apply(
@@ -192,3 +215,12 @@ def apply_recorded(
     if req.undo is not None:
         store.update_reversion(req.undo, "undone")
     return Outcome(rid, plan, done)
+
+
+def conflict_lines(plan: Plan) -> list[str]:
+    """Each conflict as one line naming its row (by its key columns) and its writers."""
+    out = []
+    for c in plan.conflicts:
+        keys = next((r.key_columns for r in plan.rows if r.table == c.table), ())
+        out.append(c.line(keys))
+    return out

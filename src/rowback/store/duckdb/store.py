@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import duckdb
 import numpy as np
@@ -34,6 +35,22 @@ from rowback.store.duckdb.writer import diff_changes, fetch_head, write_head
 from rowback.when import Point
 
 FILE_NAME = "rowback.duckdb"
+
+
+W = TypeVar("W", bound=Callable[..., Any])
+
+
+def _writing(method: W) -> W:
+    """Run ``method`` holding the store's writer lock. DuckDB's connection must not be
+    used by two threads at once, and a statement run on it while another thread's write
+    transaction is open would join that transaction (and be rolled back with it)."""
+
+    @functools.wraps(method)
+    def locked(self: DuckDBStore, *args: Any, **kwargs: Any) -> Any:
+        with self._write_lock:
+            return method(self, *args, **kwargs)
+
+    return cast(W, locked)
 
 
 class DuckDBStore:
@@ -78,6 +95,9 @@ class DuckDBStore:
         # write may be using in another thread
         self._root = self._con.cursor()
         self._root_lock = threading.Lock()
+        # the writer connection is used by one thread at a time: capture's writes and
+        # the service's reversion records (an API thread) take turns on it
+        self._write_lock = threading.RLock()
         self._catalogs = CatalogCache()
         self._open = False  # a bulk transaction left open by write_batch(commit=False)
         if not read_only:
@@ -112,6 +132,7 @@ class DuckDBStore:
 
     # -- writing ---------------------------------------------------------------------
 
+    @_writing
     def write(
         self,
         changes: Sequence[Change],
@@ -261,6 +282,7 @@ class DuckDBStore:
         )
         return dict(orjson.loads(got[0])) if got else None
 
+    @_writing
     def reset_tables(self, source: str, tables: Iterable[str]) -> None:
         """Drop the history of ``tables`` so their snapshot can be taken again."""
         con = self._con
@@ -286,6 +308,7 @@ class DuckDBStore:
         finally:
             self._load()
 
+    @_writing
     def quarantine(self, items: Sequence[Quarantined]) -> None:
         """Keep inputs that could not be decoded (outside any change write)."""
         self._con.execute("BEGIN TRANSACTION")
@@ -354,15 +377,24 @@ class DuckDBStore:
     def reversions(self) -> list[Reversion]:
         return self._reading().reversions()
 
+    @_writing
     def record_reversion(self, reversion: Reversion) -> int:
-        with self._root_lock:
-            return reversion_log.add(self._con, reversion)
+        self._settle()
+        return reversion_log.add(self._con, reversion)
 
+    @_writing
     def update_reversion(
         self, rid: int, status: str, rows: int | None = None, txid: int | None = None
     ) -> None:
-        with self._root_lock:
-            reversion_log.update(self._con, rid, status, rows, txid)
+        self._settle()
+        reversion_log.update(self._con, rid, status, rows, txid)
+
+    def _settle(self) -> None:
+        """Commit a bulk transaction ``write_batch(commit=False)`` left open, so that a
+        record written next is durable on its own: each batch recorded its position, so
+        every batch boundary is a consistent state to commit."""
+        if self._open:
+            self._commit()
 
     def quarantined(self, source: str | None = None) -> Result:
         return self._reading().quarantined(source)
@@ -408,6 +440,7 @@ class DuckDBStore:
 
     # -- bulk writing ----------------------------------------------------------------
 
+    @_writing
     def write_batch(
         self,
         batch: ChangeBatch | Sequence[ChangeBatch],
