@@ -196,8 +196,8 @@ def run(
     """Capture continuously and serve the store over HTTP (REST API) in one process.
 
     The address and an access token are written to STORE/service.json (mode 0600); the
-    read commands (asof, history, changes, tx, tables, quarantine, status) find the
-    service there and ask it. SIGTERM or Ctrl-C stops it cleanly."""
+    read commands (asof, history, changes, tx, tables, quarantine, status), revert and
+    reversions find the service there and ask it. SIGTERM or Ctrl-C stops it cleanly."""
     from rowback.api import create_app
     from rowback.api.context import ServiceContext
     from rowback.service import run_service

@@ -69,6 +69,10 @@ def test_cli_reverts_through_the_service_while_it_captures(shop: str, tmp_path: 
         plan_args = ("revert", "--txid", str(bad), "--target", shop, "--dry-run")
         online = {f: cli(*plan_args, "-f", f, store=store) for f in ("table", "json")}
         assert len(lines(online["json"].stdout)) == 20
+        sql = tmp_path / "revert.sql"
+        wrote = cli("revert", "--txid", str(bad), "--target", shop, "--sql", str(sql), store=store)
+        assert "wrote 20 guarded statement(s)" in wrote.stderr
+        assert sql.read_text().count("UPDATE ") == 20
         assert svc.stop() == 0
     for f, got in online.items():  # offline, the same plan, byte for byte
         offline = cli(*plan_args, "-f", f, store=store)
@@ -78,10 +82,8 @@ def test_cli_reverts_through_the_service_while_it_captures(shop: str, tmp_path: 
     with running(store, "--source", shop) as svc:
         orders.start()
         try:
-            got = cli(
-                "revert", "--txid", str(bad), "--target", shop, "--reason", "bad deploy",
-                "-f", "json", store=store,
-            )  # fmt: skip
+            args = ("--txid", str(bad), "--target", shop, "--reason", "bad deploy")
+            got = cli("revert", *args, "-f", "json", store=store)
         finally:
             orders.stop.set()
             orders.join(10)
@@ -96,6 +98,19 @@ def test_cli_reverts_through_the_service_while_it_captures(shop: str, tmp_path: 
         assert listed[0]["txid"] == result["txid"] and listed[0]["selection"]["txids"] == [bad]
         online_list = {f: cli("reversions", "-f", f, store=store).stdout for f in ("json", "table")}
         assert lines(online_list["json"]) == listed
+        # the undo goes through the service too, and marks the first one undone
+        first = str(result["reversion"])
+        (undo,) = lines(
+            cli("revert", "--reversion", first, "--target", shop, "-f", "json", store=store).stdout
+        )
+        assert undo["rows"] == 20
+        assert state(shop).rows[("3",)]["price"] == "0.00"  # the damage is back
+        statuses = {r["id"]: (r["status"], r["undoes"]) for r in svc.rows("/api/v1/reversions")}
+        assert statuses == {
+            result["reversion"]: ("undone", None),
+            undo["reversion"]: ("applied", result["reversion"]),
+        }
+        online_list = {f: cli("reversions", "-f", f, store=store).stdout for f in ("json", "table")}
         assert svc.stop() == 0
     for f, text in online_list.items():
         assert cli("reversions", "-f", f, store=store).stdout == text, f

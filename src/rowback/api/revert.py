@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from rowback.api.context import ServiceContext
-from rowback.api.problems import Problem
+from rowback.api.problems import MEDIA, Problem
 from rowback.api.read import AcceptH, FormatQ, WidthQ, answer
 from rowback.errors import BadParameter, NotFound, RowbackError
 from rowback.render import iter_text
@@ -155,11 +155,11 @@ def _refused(e: rr.Refused, request: Request) -> JSONResponse:
             "status": 409,
             "detail": str(e),
             "instance": request.url.path,
-            "reversion": e.rid,
+            "reversion": e.rid or None,  # none recorded for a refused sql export
             "conflicts": e.conflicts,
         },
         status_code=409,
-        media_type="application/problem+json",
+        media_type=MEDIA,
     )
 
 
