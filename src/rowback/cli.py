@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -23,6 +23,9 @@ from rowback.render import write_rows
 from rowback.store.base import Reader, Result, Store
 from rowback.store.registry import open_store, store_path
 from rowback.when import Point, parse_when, point_text
+
+if TYPE_CHECKING:
+    from rowback.revert.run import Request as RevertRequest
 
 EXIT_ERROR, EXIT_USAGE, EXIT_QUARANTINED, EXIT_GAPS = 1, 2, 3, 4
 
@@ -715,36 +718,21 @@ def revert(
     )
 
 
-def _revert_served(store: str | None, req: Any, dry_run: bool, sql: Path | None, fmt: Any) -> bool:
+def _revert_served(
+    store: str | None, req: RevertRequest, dry_run: bool, sql: Path | None, fmt: PlanFmt
+) -> bool:
     """Revert through the running service when ``rowback run`` holds the store, printing
     what the offline revert prints; False when no service holds it."""
     from rowback import revert as rv
-    from rowback.client import ServiceGone, post
+    from rowback.client import ServiceGone, post, revert_body
     from rowback.revert import run as rr
     from rowback.service import read_info
 
     info = read_info(store_path(store))
     if info is None:
         return False
-    body = {
-        "txids": list(req.txids),
-        "reversion": req.undo,
-        "since": point_text(req.since) if req.since else None,
-        "until": point_text(req.until) if req.until else None,
-        "table": req.table,
-        "source": req.source,
-        "mode": req.mode.value,
-        "target": req.target,
-        "reason": req.reason,
-        "max_rows": req.max_rows,
-        "disable_triggers": req.disable_triggers,
-        "dry_run": dry_run,
-        "sql": sql is not None and not dry_run,
-        "slot": req.slot,
-        "publication": req.publication,
-    }
     try:
-        doc = post(info, "/api/v1/reversions", body)
+        doc = post(info, "/api/v1/reversions", revert_body(req, dry_run, sql is not None))
     except ServiceGone:
         return False  # it stopped between the look and the ask: the store is free again
     except rr.Refused as e:
@@ -768,7 +756,7 @@ def _revert_served(store: str | None, req: Any, dry_run: bool, sql: Path | None,
     return True
 
 
-def _applied(missed: list[str], notes: list[str], row: tuple[object, ...], fmt: Any) -> None:
+def _applied(missed: list[str], notes: list[str], row: tuple[object, ...], fmt: PlanFmt) -> None:
     for m in missed:
         typer.echo(f"rowback: changed since the plan, left as it is: {m}", err=True)
     for note in notes:

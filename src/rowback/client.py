@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -16,6 +16,10 @@ import orjson
 from rowback.errors import BadParameter, NotFound, RowbackError
 from rowback.render import NON_TTY_WIDTH
 from rowback.service import ServiceInfo
+from rowback.when import point_text
+
+if TYPE_CHECKING:
+    from rowback.revert.run import Request
 
 Params = Mapping[str, str | int | Sequence[str] | None]
 
@@ -65,6 +69,27 @@ def post(info: ServiceInfo, path: str, body: Mapping[str, object]) -> Any:
     if r.status_code not in (200, 201):
         raise _problem(r.status_code, r.content)
     return orjson.loads(r.content)
+
+
+def revert_body(req: Request, dry_run: bool, sql: bool) -> dict[str, object]:
+    """``POST /api/v1/reversions``'s body for what ``rowback revert`` was asked."""
+    return {
+        "txids": list(req.txids),
+        "reversion": req.undo,
+        "since": point_text(req.since) if req.since else None,
+        "until": point_text(req.until) if req.until else None,
+        "table": req.table,
+        "source": req.source,
+        "mode": req.mode.value,
+        "target": req.target,
+        "reason": req.reason,
+        "max_rows": req.max_rows,
+        "disable_triggers": req.disable_triggers,
+        "dry_run": dry_run,
+        "sql": sql and not dry_run,
+        "slot": req.slot,
+        "publication": req.publication,
+    }
 
 
 def _width(out: IO[str]) -> int:
