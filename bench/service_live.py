@@ -4,11 +4,14 @@ What a user sees, end to end: the real `rowback run` process captures a PostgreS
 its default server settings (as `initdb` leaves them) while pgbench writes. Each run does,
 in alternating order, pgbench alone-with-the-service and pgbench with 8 concurrent HTTP
 clients reading (history of random accounts, as-of of a small table and of an account
-range, transactions) as fast as they can.
+range, transactions), each waiting READER_THINK_S between its requests, as operators at
+consoles do. (Until 2026-12-03 they read back to back: with 2 read slots that measured
+the queue in front of the slots, 8 deep, rather than how long a read takes.)
 
 Lag is measured as a user would notice it: every 0.25 s a probe commits an update to a
-captured table and asks the service's `/api/v1/status` every 10 ms until the store's
-durable position passes that commit; the lag is the time in between. Read latencies are
+captured table and asks the service's `/api/v1/status` every 50 ms until the store's
+durable position passes that commit; the lag is the time in between (to within 50 ms: a
+probe asking 100 times a second would itself be a load no real poller puts on it). Read latencies are
 the clients' own request times (p50 per kind). Peak RSS is the service process's VmHWM.
 """
 
@@ -32,6 +35,7 @@ from rowback.pgserver import PgServer
 
 NAME = "service_live"
 READERS = 8
+READER_THINK_S = 0.5
 
 
 def _lsn(text: str) -> int:
@@ -107,7 +111,7 @@ class Probe(threading.Thread):
                     lsn = int(row[0])
                 t0 = time.perf_counter()
                 while self.svc.position(c) < lsn and not self.halt.is_set():
-                    time.sleep(0.01)
+                    time.sleep(0.05)
                 self.lags.append(time.perf_counter() - t0)
                 self.halt.wait(0.25)
         conn.close()
@@ -148,6 +152,7 @@ class Reader(threading.Thread):
                 if r.status_code != 200:
                     self.errors += 1
                 self.times[kind].append(time.perf_counter() - t0)
+                self.halt.wait(READER_THINK_S)
 
 
 def _txids(svc: Service) -> list[int]:
@@ -202,6 +207,7 @@ def run(ctx: Ctx) -> BenchResult:
             "pgbench": f"-c 4 -j 2 -T {seconds}",
             "server settings": "initdb defaults (fsync on, max_wal_size 1GB)",
             "readers": READERS,
+            "reader think time": f"{READER_THINK_S} s",
         },
     )
     pg = PgServer(settings={}, fast=False).start()

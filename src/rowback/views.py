@@ -61,27 +61,53 @@ def status_docs(
     """Per source: position, last durable write, lag, source WAL retained by the slot,
     tables with live row counts, quarantine count, and state. Fields only a running
     capture knows are None offline."""
-    now = now or datetime.now(UTC)
+    return with_live(stored_status(reader), live, now)
+
+
+def stored_status(reader: Reader) -> list[dict[str, Any]]:
+    """What the store itself says of each source: the part of ``status_docs`` that stays
+    the same until the next write (a service caches it per write)."""
     infos = reader.tables()
     docs = []
-    states = {s.name: s for s in reader.sources()}
-    for name in sorted(set(states) | set(live)):
-        s = states.get(name)
+    for s in reader.sources():
+        tables = {t.qualified: t.live_rows for t in infos if t.source == s.name}
+        docs.append(
+            {
+                "source": s.name,
+                "position": position_text(s.position),
+                "written_at": s.written_at,
+                "tables": tables,
+                "rows": sum(tables.values()),
+                "quarantined": s.quarantined,
+            }
+        )
+    return docs
+
+
+def with_live(
+    stored: list[dict[str, Any]], live: dict[str, dict[str, Any]], now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """``stored`` completed with what capture knows now, and with a source capture runs
+    but has not written yet."""
+    now = now or datetime.now(UTC)
+    known = {d["source"]: d for d in stored}
+    docs = []
+    for name in sorted(set(known) | set(live)):
+        s = known.get(name, {})
         extra = live.get(name, {})
-        tables = {t.qualified: t.live_rows for t in infos if t.source == name}
-        written = s.written_at if s else None
+        written = s.get("written_at")
         docs.append(
             {
                 "source": name,
-                "position": position_text(s.position if s else None),
+                "position": s.get("position"),
                 "last_write": _iso(written) if written else None,
                 "idle_s": round((now - written).total_seconds(), 3) if written else None,
                 "lag_s": extra.get("lag_s"),
                 "lag_bytes": extra.get("lag_bytes"),
                 "slot_retained_bytes": extra.get("slot_retained_bytes"),
-                "tables": tables,
-                "rows": sum(tables.values()),
-                "quarantined": s.quarantined if s else 0,
+                "tables": s.get("tables", {}),
+                "rows": s.get("rows", 0),
+                "quarantined": s.get("quarantined", 0),
                 "state": extra.get("state", "stopped"),
                 "error": extra.get("error"),
             }

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from rowback.api.output import Format
 from rowback.api.read import FormatQ, WidthQ, _ctx, answer
-from rowback.views import status_docs, status_result
+from rowback.views import status_result, with_live
 
 router = APIRouter(tags=["status"])
 
@@ -22,14 +22,9 @@ def status(
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     ctx = _ctx(request)
+    docs = with_live(ctx.stored_status(), ctx.live())
     if format not in (None, Format.json):
-        live = ctx.live()
-        return answer(request, format, width, accept, lambda r: status_result(status_docs(r, live)))
-    snap = ctx.snapshot()
-    try:
-        docs = status_docs(snap.reader, ctx.live())
-    finally:
-        snap.close()
+        return answer(request, format, width, accept, lambda _: status_result(docs))
     body: dict[str, Any] = {"ready": ctx.ready(), "sources": docs}
     return JSONResponse(body)
 

@@ -219,6 +219,9 @@ class Store(Reader, Protocol):
     """A shadow store backend."""
 
     capabilities: Capabilities
+    generation: int
+    """Writes attempted so far in this process, counted once each has ended: an answer
+    computed after reading the count is at least that fresh while it is unchanged."""
 
     def write(
         self,

@@ -48,7 +48,10 @@ def _writing(method: W) -> W:
     @functools.wraps(method)
     def locked(self: DuckDBStore, *args: Any, **kwargs: Any) -> Any:
         with self._write_lock:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self.generation += 1
 
     return cast(W, locked)
 
@@ -98,6 +101,7 @@ class DuckDBStore:
         # the writer connection is used by one thread at a time: capture's writes and
         # the service's reversion records (an API thread) take turns on it
         self._write_lock = threading.RLock()
+        self.generation = 0
         self._catalogs = CatalogCache()
         self._open = False  # a bulk transaction left open by write_batch(commit=False)
         if not read_only:
