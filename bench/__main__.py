@@ -21,6 +21,7 @@ BENCHMARKS = (
     "capture_catchup_cli",
     "capture_live",
     "service_live",
+    "revert_load",
     "store_size",
     "timetravel",
     "ingest_debezium",

@@ -309,17 +309,22 @@ def apply(
                 between()
             catalog = read_catalog(conn)
             done, missed = 0, []
-            for s in statements(plan, catalog):
-                cur.execute(s.sql)
-                if cur.rowcount == 1:
-                    done += 1
+            for unit in rsql.batched(statements(plan, catalog), catalog):
+                cur.execute(unit.sql)
+                if isinstance(unit, rsql.Batch):
+                    hit = {int(r[0]) for r in cur.fetchall()}
+                    lost = [st for i, st in enumerate(unit.rows) if i not in hit]
+                else:
+                    lost = [] if cur.rowcount == 1 else [unit]
+                done += (len(unit.rows) if isinstance(unit, rsql.Batch) else 1) - len(lost)
+                if not lost:
                     continue
                 if plan.mode is Mode.nonconflict:
-                    missed.append(s)
+                    missed += lost
                     continue
                 conn.rollback()
                 raise RowbackError(
-                    f"{s.describe()} changed after the plan (a write landed since): "
+                    f"{lost[0].describe()} changed after the plan (a write landed since): "
                     "nothing was reverted; plan again"
                 )
         conn.commit()

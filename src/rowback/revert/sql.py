@@ -106,6 +106,96 @@ def same(column: str, value: Text, pg_type: str) -> str:
     return f"{ident(column)}::{other} IS NOT DISTINCT FROM {literal(value, pg_type)}::{other}"
 
 
+def _same_as(left: str, right: str, pg_type: str) -> str:
+    """``left`` and ``right`` (SQL expressions of ``pg_type``) hold the same value."""
+    other = _COMPARE_AS.get(pg_type)
+    if other is None:
+        return f"{left} IS NOT DISTINCT FROM {right}"
+    return f"{left}::{other} IS NOT DISTINCT FROM {right}::{other}"
+
+
+BATCH_ROWS = 5_000
+"""Rows per set-based UPDATE: large enough that round trips stop mattering, small enough
+that one statement's VALUES list stays a few MB."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Updates of one table writing the same columns, as one guarded ``UPDATE … FROM
+    (VALUES …)`` that returns the position (in ``rows``) of each row it changed: a row it
+    does not return changed since the plan. One statement per row costs a round trip
+    and a plan each (~0.1 ms): 10 s for a 100,000-row revert."""
+
+    rows: tuple[Statement, ...]
+    sql: str
+
+
+def _cells_of(row: RowPlan, catalog: TargetCatalog) -> tuple[tuple[str, str], ...]:
+    generated = catalog.generated.get(row.table, frozenset())
+    return tuple((c.column, c.type) for c in row.cells if c.written and c.column not in generated)
+
+
+def update_batch(stmts: list[Statement], catalog: TargetCatalog = NO_CATALOG) -> Batch:
+    """One guarded set-based UPDATE for ``stmts`` (updates of one table writing the same
+    columns, key columns not among them)."""
+    first = stmts[0].row
+    cols = _cells_of(first, catalog)
+    keys = list(zip(first.key_columns, first.key_types, strict=True))
+    names = (
+        ["_i"]
+        + [f"k{j}" for j in range(len(keys))]
+        + [f"e{j}" for j in range(len(cols))]
+        + [f"g{j}" for j in range(len(cols))]
+    )
+    values = []
+    for i, st in enumerate(stmts):
+        r = st.row
+        by_name = {c.column: c for c in r.cells}
+        parts = [str(i)] + [literal(v, t) for v, t in zip(r.key, r.key_types, strict=True)]
+        parts += [literal(by_name[c].expected, t) for c, t in cols]
+        parts += [literal(by_name[c].target, t) for c, t in cols]
+        values.append("(" + ", ".join(parts) + ")")
+    sets = ", ".join(f"{ident(c)} = _v.g{j}" for j, (c, _) in enumerate(cols))
+    on = [f"_t.{ident(c)} = _v.k{j}" for j, (c, _) in enumerate(keys)]
+    on += [_same_as(f"_t.{ident(c)}", f"_v.e{j}", t) for j, (c, t) in enumerate(cols)]
+    sql = (
+        f"UPDATE {table_ident(first.table)} AS _t SET {sets} "
+        f"FROM (VALUES {', '.join(values)}) AS _v({', '.join(names)}) "
+        f"WHERE {' AND '.join(on)} RETURNING _v._i"
+    )
+    return Batch(tuple(stmts), sql)
+
+
+def batched(
+    stmts: Iterator[Statement], catalog: TargetCatalog = NO_CATALOG
+) -> Iterator[Statement | Batch]:
+    """``stmts`` in the same order, runs of updates of one table writing the same
+    columns (none of them a key column) gathered into :class:`Batch`es."""
+    run: list[Statement] = []
+    shape: object = None
+
+    def flush() -> Iterator[Statement | Batch]:
+        if len(run) > 1:
+            yield update_batch(run, catalog)
+        else:
+            yield from run
+        run.clear()
+
+    for st in stmts:
+        r = st.row
+        cells = _cells_of(r, catalog) if r.action is Action.update else ()
+        fits = bool(cells) and not {c for c, _ in cells} & set(r.key_columns)
+        this = (r.table, cells, r.key_types) if fits else None
+        if this is None or this != shape or len(run) >= BATCH_ROWS:
+            yield from flush()
+        shape = this
+        if this is None:
+            yield st
+        else:
+            run.append(st)
+    yield from flush()
+
+
 def _key(row: RowPlan) -> str:
     return " AND ".join(
         f"{ident(c)} = {literal(v, t)}"
