@@ -11,8 +11,9 @@ the queue in front of the slots, 8 deep, rather than how long a read takes.)
 Lag is measured as a user would notice it: every 0.25 s a probe commits an update to a
 captured table and asks the service's `/api/v1/status` every 50 ms until the store's
 durable position passes that commit; the lag is the time in between (to within 50 ms: a
-probe asking 100 times a second would itself be a load no real poller puts on it). Read latencies are
-the clients' own request times (p50 per kind). Peak RSS is the service process's VmHWM.
+probe asking 100 times a second would itself be a load no real poller puts on it). Read
+latencies are the clients' own request times (p50 per kind). Peak RSS is the service
+process's VmHWM.
 """
 
 from __future__ import annotations

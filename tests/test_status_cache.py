@@ -53,7 +53,8 @@ def test_pollers_during_writes_always_see_the_writes_ended_before_they_asked(
             if got < floor:
                 stale.append((floor, docs[0]["position"]))
 
-    threads = [threading.Thread(target=writer)] + [threading.Thread(target=poller) for _ in range(3)]
+    pollers = [threading.Thread(target=poller) for _ in range(3)]
+    threads = [threading.Thread(target=writer), *pollers]
     for t in threads:
         t.start()
     for t in threads:

@@ -715,6 +715,7 @@ def revert(
         a.notes,
         (done.id, chosen.value, a.rows, len(a.missed), len(plan.conflicts), a.txid),
         fmt,
+        a.seconds,
     )
 
 
@@ -752,15 +753,20 @@ def _revert_served(
         typer.echo(f"rowback: wrote {n} guarded statement(s) to {sql}", err=True)
         return True
     row = (doc["id"], doc["mode"], doc["rows"], len(doc["missed"]), len(doc["conflicts"]))
-    _applied(doc["missed"], doc["notes"], (*row, doc["txid"]), fmt)
+    _applied(doc["missed"], doc["notes"], (*row, doc["txid"]), fmt, float(doc["apply_s"]))
     return True
 
 
-def _applied(missed: list[str], notes: list[str], row: tuple[object, ...], fmt: PlanFmt) -> None:
+def _applied(
+    missed: list[str], notes: list[str], row: tuple[object, ...], fmt: PlanFmt, took: float
+) -> None:
     for m in missed:
         typer.echo(f"rowback: changed since the plan, left as it is: {m}", err=True)
     for note in notes:
         typer.echo(f"rowback: note: {note}", err=True)
+    typer.echo(
+        f"rowback: applied in {took:.2f} s (rows locked from first write to commit)", err=True
+    )
     cols = ["reversion", "mode", "rows", "missed", "conflicts", "txid"]
     write_rows(sys.stdout, fmt.value, cols, [row])
 

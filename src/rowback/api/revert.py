@@ -238,6 +238,7 @@ def _revert(
             "notes": list(a.notes),
             "conflicts": conflicts,
             "txid": a.txid,
+            "apply_s": round(a.seconds, 3),
         },
         status_code=201,
     )

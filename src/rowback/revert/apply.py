@@ -10,6 +10,7 @@ change exactly one row, else a write landed between plan and apply.
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,6 +47,8 @@ class Applied:
     rows: int
     missed: list[Statement] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    """From the first revert statement to the commit: how long rows were locked."""
 
 
 _FOREIGN_KEYS = """
@@ -308,6 +311,7 @@ def apply(
             if between is not None:
                 between()
             catalog = read_catalog(conn)
+            t0 = time.perf_counter()
             done, missed = 0, []
             for unit in rsql.batched(statements(plan, catalog), catalog):
                 cur.execute(unit.sql)
@@ -328,7 +332,8 @@ def apply(
                     "nothing was reverted; plan again"
                 )
         conn.commit()
-        return Applied(txid, done, missed, sequence_notes(plan, catalog))
+        took = time.perf_counter() - t0
+        return Applied(txid, done, missed, sequence_notes(plan, catalog), took)
     except psycopg2.Error as e:
         conn.rollback()
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -6,6 +6,7 @@ Nothing is rendered here: the planner compares the texts and the SQL quotes them
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,14 +88,15 @@ def _table_versions(con: duckdb.DuckDBPyConnection, t: Table, txids: list[int]) 
     words = t.mask_words()
     base = 3 + words
     key_at = [base + c.phys for c in keys]
+    epochs = _Epochs(t)
     by_key: dict[tuple[Text, ...], list[Version]] = {}
     for r in rows:
         key = tuple(r[i] for i in key_at)
-        by_key.setdefault(key, []).append(_version(t, r, words, base))
+        by_key.setdefault(key, []).append(_version(epochs, r, words, base))
     out = []
     for key, versions in by_key.items():
         cuts = [
-            Version(int(pos), int(txid), Op.TRUNCATE, {}, _alive(t, int(pos)))
+            Version(int(pos), int(txid), Op.TRUNCATE, {}, epochs.at(int(pos))[0])
             for pos, txid in truncates
             if int(pos) > versions[0].pos
         ]
@@ -110,19 +112,40 @@ def _table_versions(con: duckdb.DuckDBPyConnection, t: Table, txids: list[int]) 
     )
 
 
-def _alive(t: Table, pos: int) -> tuple[str, ...]:
-    return tuple(c.name for c in t.columns if c.alive_at(pos))
+class _Epochs:
+    """The columns alive at a position, per span between schema changes: the same for
+    every version in a span, so worked out once per span, not per version (a revert of
+    1M rows reads millions of versions)."""
+
+    def __init__(self, t: Table) -> None:
+        self._t = t
+        self._cuts = sorted(
+            {c.added_pos for c in t.columns}
+            | {c.dropped_pos for c in t.columns if c.dropped_pos is not None}
+        )
+        self._spans: dict[int, tuple[tuple[str, ...], tuple[tuple[int, str], ...]]] = {}
+
+    def at(self, pos: int) -> tuple[tuple[str, ...], tuple[tuple[int, str], ...]]:
+        """Names of the columns alive at ``pos``, and their (phys, name)."""
+        span = bisect.bisect_right(self._cuts, pos)
+        got = self._spans.get(span)
+        if got is None:
+            alive = [c for c in self._t.columns if c.alive_at(pos)]
+            got = (tuple(c.name for c in alive), tuple((c.phys, c.name) for c in alive))
+            self._spans[span] = got
+        return got
 
 
-def _version(t: Table, r: Sequence[Any], words: int, base: int) -> Version:
+def _version(epochs: _Epochs, r: Sequence[Any], words: int, base: int) -> Version:
     pos, op = int(r[0]), Op(r[2])
     mask = 0
     for w in range(words):
         mask |= int(r[3 + w] or 0) << (w * MASK_BITS)
+    names, alive = epochs.at(pos)
     written: dict[str, Text] = {}
     if op not in (Op.DELETE, Op.TRUNCATE):
-        for c in t.columns:
-            if (mask >> c.phys) & 1 and c.alive_at(pos):
-                v = r[base + c.phys]
-                written[c.name] = None if v is None else str(v)
-    return Version(pos, int(r[1]), op, written, _alive(t, pos))
+        for phys, name in alive:
+            if (mask >> phys) & 1:
+                v = r[base + phys]
+                written[name] = None if v is None else str(v)
+    return Version(pos, int(r[1]), op, written, names)
