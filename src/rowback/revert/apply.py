@@ -3,8 +3,9 @@
 Before planning, the shadow must hold everything the target has committed
 (:func:`check_caught_up`), else the plan's guards would be stale. The apply is one
 transaction under short lock and statement timeouts, marked with a logical message
-(``rowback.revert``) so capture can tell Rowback's own writes; each guarded statement must
-change exactly one row, else a write landed between plan and apply.
+(``rowback.revert``) so capture can tell Rowback's own writes; every guarded row must be
+changed (by its own statement, or returned by its batch), else a write landed between plan
+and apply.
 """
 
 from __future__ import annotations
