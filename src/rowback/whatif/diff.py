@@ -137,6 +137,18 @@ def json_rows(changes: Sequence[Change]) -> Iterator[tuple[object, ...]]:
         yield (c.table, c.op.value, c.key, before, after, c.changed, c.via)
 
 
+def to_doc(c: Change) -> dict[str, Any]:
+    """A change as a JSON-ready object (what the service answers)."""
+    return dict(zip(JSON_COLUMNS, next(json_rows([c])), strict=True))
+
+
+def from_doc(d: Mapping[str, Any]) -> Change:
+    """The change a :func:`to_doc` object describes."""
+    return Change(
+        d["table"], Op(d["op"]), d["key"], d["before"], d["after"], d["changed"], d["via"]
+    )
+
+
 def summary(o: Outcome, shown: int) -> dict[str, Any]:
     """The last ``--format json`` object: counts of every change (not only those shown),
     per table, the failure, and the time the statement took.
