@@ -2,7 +2,8 @@
 
 Exit codes scripts can rely on:
 0 success; 1 error (one line on stderr); 2 bad usage; 3 finished, but some input was
-quarantined; 4 finished, but history gaps were detected (a before image disagreed).
+quarantined; 4 finished, but history gaps were detected (a before image disagreed);
+5 ``whatif``: the statement would fail (its error is in the summary).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from rowback.when import Point, parse_when, point_text
 if TYPE_CHECKING:
     from rowback.revert.run import Request as RevertRequest
 
-EXIT_ERROR, EXIT_USAGE, EXIT_QUARANTINED, EXIT_GAPS = 1, 2, 3, 4
+EXIT_ERROR, EXIT_USAGE, EXIT_QUARANTINED, EXIT_GAPS, EXIT_WOULD_FAIL = 1, 2, 3, 4, 5
 
 app = typer.Typer(
     name="rowback",
@@ -227,7 +228,7 @@ def run(
         )
 
         def make_app(token: str) -> Any:
-            ctx = ServiceContext(s, token, query_timeout, live=live, ready=ready)
+            ctx = ServiceContext(s, token, query_timeout, live=live, ready=ready, source_dsn=source)
             return create_app(ctx)
 
         run_service(path, make_app, runner, listen, lambda m: typer.echo(f"rowback: {m}", err=True))
@@ -796,6 +797,88 @@ def _resolve_served(store: str | None, target: str) -> bool:
     except ServiceGone:
         return False
     return True
+
+
+@app.command()
+def whatif(
+    target: Annotated[
+        str | None,
+        typer.Option(help="DSN of the database [default: the running service's source]."),
+    ] = None,
+    sql: Annotated[str | None, typer.Option("--sql", help="The statement.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Or: read it from here.")] = None,
+    lock_timeout: Annotated[
+        str, typer.Option(help="Stop when a lock is not granted within this.")
+    ] = "1s",
+    statement_timeout: Annotated[
+        str, typer.Option(help="Stop when the statement runs longer than this.")
+    ] = "30s",
+    max_rows: Annotated[
+        int, typer.Option(help="Print at most this many rows (the summary counts all).", min=0)
+    ] = 1000,
+    store: StoreOpt = None,
+    fmt: FmtOpt = Fmt.table,
+) -> None:
+    """Show what one statement would change, then roll it back: every row it would insert,
+    update or delete (cascades' and triggers' too), the error it would raise, its time.
+
+    It runs in a transaction that is always rolled back, under --lock-timeout and
+    --statement-timeout; it never commits. Exit code 5: the statement would fail."""
+    from rowback.whatif import diff
+
+    if (sql is None) == (file is None):
+        raise BadParameter("--sql", "give the statement: --sql TEXT or --file F")
+    statement = sql if sql is not None else Path(str(file)).read_text()
+    doc = _whatif_served(store, target, statement, lock_timeout, statement_timeout, max_rows)
+    if doc is None:
+        from rowback.whatif import Bounds
+        from rowback.whatif import whatif as run_whatif
+
+        if target is None:
+            raise RowbackError("give --target DSN (no running service holds the store)")
+        got = run_whatif(target, statement, Bounds(lock_timeout, statement_timeout))
+        shown = got.changes[:max_rows]
+        doc = {"changes": [diff.to_doc(c) for c in shown], "summary": diff.summary(got, len(shown))}
+    changes = [diff.from_doc(d) for d in doc["changes"]]
+    if fmt is Fmt.json:
+        write_rows(sys.stdout, "json", diff.JSON_COLUMNS, diff.json_rows(changes), diff.JSON_TYPES)
+        import orjson
+
+        sys.stdout.write(orjson.dumps(doc["summary"]).decode() + "\n")
+    else:
+        rows = diff.cell_rows(changes)
+        write_rows(sys.stdout, fmt.value, diff.CELL_COLUMNS, rows, diff.CELL_TYPES)
+        typer.echo(f"rowback: {diff.summary_line(doc['summary'])}", err=True)
+    if doc["summary"]["would_fail"]:
+        raise typer.Exit(EXIT_WOULD_FAIL)
+
+
+def _whatif_served(
+    store: str | None,
+    target: str | None,
+    statement: str,
+    lock_timeout: str,
+    statement_timeout: str,
+    max_rows: int,
+) -> Any:
+    """Ask the running service when ``rowback run`` holds the store; None when none does."""
+    from rowback.client import ServiceGone, post
+    from rowback.service import read_info
+
+    info = read_info(store_path(store))
+    if info is None:
+        return None
+    body = {
+        "sql": statement,
+        "target": target,
+        "lock_timeout": lock_timeout,
+        "statement_timeout": statement_timeout,
+        "max_rows": max_rows,
+    }
+    try:
+        return post(info, "/api/v1/whatif", body)
+    except ServiceGone:
+        return None  # it stopped between the look and the ask
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rowback import __version__
-from rowback.api import auth, problems, read, revert, status
+from rowback.api import auth, problems, read, revert, status, whatif
 from rowback.api.context import ServiceContext
 
 
@@ -28,4 +28,5 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.include_router(read.router)
     app.include_router(status.router)
     app.include_router(revert.router)
+    app.include_router(whatif.router)
     return app

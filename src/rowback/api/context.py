@@ -25,6 +25,8 @@ class ServiceContext:
     """Per source, what only the running capture knows (lag, source WAL, readiness)."""
     ready: Callable[[], bool] = lambda: True
     """Whether capture has started streaming (its snapshot is done)."""
+    source_dsn: str | None = None
+    """The PostgreSQL source's DSN, when capture reads one: whatif's default target."""
 
     slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(READ_SLOTS)
