@@ -29,6 +29,7 @@ from psycopg2 import sql
 
 from rowback.errors import RowbackError
 from rowback.model import Change, Op, TableSchema
+from rowback.revert.sql import MESSAGE_PREFIX as REVERT_PREFIX
 from rowback.sources.postgres import new_tables
 from rowback.sources.postgres import pgoutput as po
 from rowback.sources.postgres.decoder import Decoder
@@ -74,6 +75,8 @@ class _Tx:
     commit_us: int
     xid: int
     seq: int = 0
+    reversion: str | None = None
+    """The reversion this transaction is the revert of (its first message says so)."""
 
 
 class Capture:
@@ -108,6 +111,8 @@ class Capture:
         self._cur: psycopg2.extras.ReplicationCursor | None = None
         self._recreated: dict[str, int] = {}
         """Tables created again under a captured name: the LSN after which to take them."""
+        self._reverting: dict[int, str] = {}
+        """txid -> reversion id of Rowback's reverts among the pending changes."""
         self._announcing = False
         """Whether new tables announce themselves in the stream (see ``new_tables``)."""
         self._unannounced: dict[str, int] = {}
@@ -222,6 +227,14 @@ class Capture:
             self._unannounced.setdefault(t, at)
 
     def _announced(self, m: po.LogicalMessage, tx: _Tx) -> None:
+        if m.transactional and m.prefix == REVERT_PREFIX:
+            # Rowback's own revert: its changes are labelled with the reversion's id
+            tx.reversion = m.content.decode("utf-8", "replace")
+            self._reverting[tx.xid] = tx.reversion
+            return
+        self._new_table(m, tx)
+
+    def _new_table(self, m: po.LogicalMessage, tx: _Tx) -> None:
         """A new table joined the publication in this transaction, where it starts empty:
         take its changes from here, none missed. A captured table of that name (dropped or
         renamed away since) ends here."""
@@ -565,7 +578,12 @@ class Capture:
             self.position["partial"] = [tx.lsn, self.pending[-1].seq]
         if not self.pending and int(self.position["lsn"]) <= self.confirmed:
             return
-        stats = self.store.write(self.pending, self.cfg.source, self.position)
+        stats = self.store.write(
+            self.pending, self.cfg.source, self.position, reverting=self._reverting
+        )
+        # an open revert's later changes, in the next write, are labelled too
+        keep = tx is not None and tx.reversion is not None
+        self._reverting = {tx.xid: tx.reversion} if keep and tx and tx.reversion else {}
         self.status.changes += len(self.pending)
         self.status.gaps += stats.gaps
         self.status.gap_examples.extend(stats.gap_examples[: 10 - len(self.status.gap_examples)])
