@@ -178,6 +178,7 @@ class Capture:
                 cur = repl.cursor()
                 cp, snap = self._create_slot(cur, cfg.slot, temporary=False)
                 self.position = {"lsn": cp, "partial": None, "snapshot_lsn": None, "tables": {}}
+                self.position["identity"] = self._identity()
                 self._snapshot(tables, snap, cp)
                 self.position["snapshot_lsn"] = cp
                 self.store.write([], cfg.source, self.position)
@@ -188,6 +189,8 @@ class Capture:
             return cur
         assert pos is not None
         self.position = pos
+        # the slot lives in this database, so a position without identity is of it
+        self.position.setdefault("identity", self._identity())
         self.confirmed = int(pos["lsn"])
         self.decoder.known = {
             (t.schema, t.name): t.current
@@ -210,6 +213,14 @@ class Capture:
             cfg.publication, [t for t in self.decoder.skip_before if t in present]
         )
         return self._replication_conn().cursor()  # closed by run()
+
+    def _identity(self) -> dict[str, str]:
+        """Which cluster and database this is, so a revert can refuse another one."""
+        with self.conn.cursor() as c:
+            c.execute("SELECT system_identifier::text, current_database() FROM pg_control_system()")
+            row = c.fetchone()
+        assert row is not None
+        return {"system_identifier": str(row[0]), "database": str(row[1])}
 
     def _watch_new_tables(self) -> None:
         """Without a table list, have new tables join the publication as they are created."""
