@@ -481,3 +481,47 @@ def test_images_are_raw_values_with_their_hints(open_store: Callable[..., Store]
         "doc": {"a": 1},
         "fee": "0.50",
     }
+
+
+def test_reverting_transactions_are_labelled_across_writes(
+    open_store: Callable[..., Store],
+) -> None:
+    s = open_store()
+    s.write([ch(T1, Op.INSERT, ["1", "ann", "10.00"], 1, 1)], "src", {"lsn": 100})
+    # a revert split across two writes: each labels its part
+    s.write(
+        [ch(T1, Op.UPDATE, ["1", "ann", "0.00"], 2, 1)], "src", {"lsn": 150}, reverting={2: "7"}
+    )
+    s.write(
+        [ch(T1, Op.INSERT, ["2", "bob", "1.00"], 2, 2), ch(T1, Op.INSERT, ["3", "cy", None], 3, 1)],
+        "src",
+        {"lsn": 300},
+        reverting={2: "7"},
+    )
+    assert s.reversion_txids() == {2: "7"} and s.reversion_txids("other") == {}
+    log = s.changes()
+    at = log.columns.index("reversion")
+    assert [(r[1], r[at]) for r in log.rows] == [(1, None), (2, "7"), (2, "7"), (3, None)]
+    tx = s.tx(2)
+    assert {r[tx.columns.index("reversion")] for r in tx.rows} == {"7"}
+    hist = s.history("public.acct", ["1"])
+    assert [r[hist.columns.index("reversion")] for r in hist.rows] == [None, "7"]
+    s = open_store(reopen=True)
+    assert s.reversion_txids("src") == {2: "7"}
+
+
+def test_a_store_from_before_labels_opens_read_only_and_upgrades_for_writing(
+    tmp_path: Path,
+) -> None:
+    s = DuckDBStore(tmp_path)
+    s.write([ch(T1, Op.INSERT, ["1", "ann", "10.00"], 1, 1)], "src", {"lsn": 100})
+    s.sql("ALTER TABLE _rb_tx DROP COLUMN reversion")
+    s.close()
+    with DuckDBStore(tmp_path, read_only=True) as old:
+        assert old.reversion_txids() == {}
+        assert [r[-1] for r in old.changes().rows] == [None]
+    with DuckDBStore(tmp_path) as s:
+        s.write(
+            [ch(T1, Op.UPDATE, ["1", "ann", "0"], 2, 1)], "src", {"lsn": 200}, reverting={2: "1"}
+        )
+        assert s.reversion_txids() == {2: "1"}

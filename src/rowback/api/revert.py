@@ -131,7 +131,9 @@ def _plan(ctx: ServiceContext, req: rr.Request) -> Plan:
     if req.target is None:
         with _reading(ctx) as reader:
             return rr.plan_for(reader, req)
-    wanted = ra.committed_lsn(req.target, req.slot)
+    with _reading(ctx) as reader:
+        identity = rr.shadow_identity(reader, rr.selection(reader, req)[1])
+    wanted = ra.committed_lsn(req.target, req.slot, identity)
     deadline = time.monotonic() + CATCH_UP_S
     while True:
         with _reading(ctx) as reader:

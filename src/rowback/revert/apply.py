@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -116,7 +116,11 @@ def _lsn(conn: Conn, query: str) -> int:
 
 
 def check_caught_up(
-    dsn: str, store_lsn: int, slot: str = "rowback", publication: str = "rowback"
+    dsn: str,
+    store_lsn: int,
+    slot: str = "rowback",
+    publication: str = "rowback",
+    identity: Mapping[str, str] | None = None,
 ) -> None:
     """Stop unless the shadow (at ``store_lsn``) holds every transaction the target has
     committed. WAL moves on without commits (checkpoints, other databases), so when the
@@ -124,7 +128,7 @@ def check_caught_up(
     conn = connect(dsn)
     conn.autocommit = True
     try:
-        _check_is_captured(conn, slot)
+        _check_is_captured(conn, slot, identity)
         current = _lsn(conn, "pg_current_wal_lsn()")
         if current <= store_lsn:
             return
@@ -146,22 +150,37 @@ def check_caught_up(
         conn.close()
 
 
-def committed_lsn(dsn: str, slot: str = "rowback") -> int:
+def committed_lsn(
+    dsn: str, slot: str = "rowback", identity: Mapping[str, str] | None = None
+) -> int:
     """The target's WAL position now, once it is known to be the captured database: a
     shadow at or past it holds every transaction the target has committed so far."""
     conn = connect(dsn)
     conn.autocommit = True
     try:
-        _check_is_captured(conn, slot)
+        _check_is_captured(conn, slot, identity)
         return _lsn(conn, "pg_current_wal_lsn()")
     finally:
         conn.close()
 
 
-def _check_is_captured(conn: Conn, slot: str) -> None:
-    """The target must be the captured database: capture's slot lives in it (the store
-    does not record the source's identity yet, so the slot stands for it)."""
+def _check_is_captured(conn: Conn, slot: str, identity: Mapping[str, str] | None) -> None:
+    """The target must be the captured database: its system identifier and name are
+    what capture recorded (``identity``; stores without one have only the slot to go by),
+    and capture's slot lives in it."""
     with conn.cursor() as cur:
+        if identity is not None:
+            cur.execute(
+                "SELECT system_identifier::text, current_database() FROM pg_control_system()"
+            )
+            got = cur.fetchone()
+            assert got is not None
+            want = (identity.get("system_identifier"), identity.get("database"))
+            if (got[0], got[1]) != want:
+                raise RowbackError(
+                    f"target {got[1]!r} is not the captured database: system identifier "
+                    f"{got[0]}, database {got[1]} (capture recorded {want[0]}, {want[1]})"
+                )
         cur.execute(
             "SELECT current_database(), EXISTS (SELECT 1 FROM pg_replication_slots "
             "WHERE slot_name = %s AND database = current_database())",

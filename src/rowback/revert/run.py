@@ -133,12 +133,27 @@ def shadow_lsn(reader: Reader, source: str | None) -> int:
     return int(state.position["lsn"])
 
 
+def shadow_identity(reader: Reader, source: str | None) -> dict[str, str] | None:
+    """The cluster and database capture recorded for ``source`` (None: not recorded)."""
+    known = [x for x in reader.sources() if x.position is not None]
+    name = source or (known[0].name if len(known) == 1 else "postgres")
+    state = next((x for x in known if x.name == name), None)
+    got = (state.position or {}).get("identity") if state is not None else None
+    return dict(got) if isinstance(got, dict) else None
+
+
 def plan_for(reader: Reader, req: Request, caught_up: bool = False) -> Plan:
     """Check the shadow holds all the target committed (when a target is given, unless
     the caller has waited for that: ``caught_up``), then plan."""
     txids, source, tables = selection(reader, req)
     if req.target is not None and not caught_up:
-        ra.check_caught_up(req.target, shadow_lsn(reader, source), req.slot, req.publication)
+        ra.check_caught_up(
+            req.target,
+            shadow_lsn(reader, source),
+            req.slot,
+            req.publication,
+            shadow_identity(reader, source),
+        )
     return prepare(reader, txids, req.mode, source, req.max_rows, tables)
 
 

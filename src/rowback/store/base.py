@@ -200,6 +200,11 @@ class Reader(Protocol):
         """Every recorded reversion, oldest first."""
         ...
 
+    def reversion_txids(self, source: str | None = None) -> dict[int, str]:
+        """txid -> reversion id of the transactions that are Rowback's own reverts (of
+        ``source``), which capture labelled: detection must never flag them."""
+        ...
+
 
 class Snapshot(Protocol):
     """A reader on one committed state, apart from the writer (``Store.snapshot``)."""
@@ -231,12 +236,14 @@ class Store(Reader, Protocol):
         schemas: Sequence[TableSchema] = (),
         quarantine: Sequence[Quarantined] = (),
         replayed: Sequence[int] = (),
+        reverting: Mapping[int, str] | None = None,
     ) -> WriteStats:
         """Apply ``changes`` in order and record ``position`` for ``source``, atomically.
 
         ``schemas`` registers table versions with no change yet; ``quarantine`` keeps
         undecodable inputs in the same transaction; ``replayed`` names quarantined inputs
-        (by id) that ``changes`` were decoded from, removed in the same transaction.
+        (by id) that ``changes`` were decoded from, removed in the same transaction;
+        ``reverting`` labels transactions (txid -> reversion id) as Rowback's reverts.
         """
         ...
 
@@ -247,6 +254,7 @@ class Store(Reader, Protocol):
         position: Mapping[str, Any],
         *,
         commit: bool = True,
+        reverting: Mapping[int, str] | None = None,
     ) -> WriteStats:
         """``write`` for changes decoded in columns; the same history, in bulk.
 

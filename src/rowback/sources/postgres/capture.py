@@ -29,6 +29,7 @@ from psycopg2 import sql
 
 from rowback.errors import RowbackError
 from rowback.model import Change, Op, TableSchema
+from rowback.revert.sql import MESSAGE_PREFIX as REVERT_PREFIX
 from rowback.sources.postgres import new_tables
 from rowback.sources.postgres import pgoutput as po
 from rowback.sources.postgres.decoder import Decoder
@@ -77,6 +78,8 @@ class _Tx:
     commit_us: int
     xid: int
     seq: int = 0
+    reversion: str | None = None
+    """The reversion this transaction is the revert of (its first message says so)."""
 
 
 class Capture:
@@ -112,6 +115,8 @@ class Capture:
         self._cur: psycopg2.extras.ReplicationCursor | None = None
         self._recreated: dict[str, int] = {}
         """Tables created again under a captured name: the LSN after which to take them."""
+        self._reverting: dict[int, str] = {}
+        """txid -> reversion id of Rowback's reverts among the pending changes."""
         self._announcing = False
         """Whether new tables announce themselves in the stream (see ``new_tables``)."""
         self._unannounced: dict[str, int] = {}
@@ -177,6 +182,7 @@ class Capture:
                 cur = repl.cursor()
                 cp, snap = self._create_slot(cur, cfg.slot, temporary=False)
                 self.position = {"lsn": cp, "partial": None, "snapshot_lsn": None, "tables": {}}
+                self.position["identity"] = self._identity()
                 self._snapshot(tables, snap, cp)
                 self.position["snapshot_lsn"] = cp
                 self.store.write([], cfg.source, self.position)
@@ -187,6 +193,8 @@ class Capture:
             return cur
         assert pos is not None
         self.position = pos
+        # the slot lives in this database, so a position without identity is of it
+        self.position.setdefault("identity", self._identity())
         self.confirmed = int(pos["lsn"])
         self.decoder.known = {
             (t.schema, t.name): t.current
@@ -210,6 +218,14 @@ class Capture:
         )
         return self._replication_conn().cursor()  # closed by run()
 
+    def _identity(self) -> dict[str, str]:
+        """Which cluster and database this is, so a revert can refuse another one."""
+        with self.conn.cursor() as c:
+            c.execute("SELECT system_identifier::text, current_database() FROM pg_control_system()")
+            row = c.fetchone()
+        assert row is not None
+        return {"system_identifier": str(row[0]), "database": str(row[1])}
+
     def _watch_new_tables(self) -> None:
         """Without a table list, have new tables join the publication as they are created."""
         if self.cfg.tables is None:
@@ -226,6 +242,14 @@ class Capture:
             self._unannounced.setdefault(t, at)
 
     def _announced(self, m: po.LogicalMessage, tx: _Tx) -> None:
+        if m.transactional and m.prefix == REVERT_PREFIX:
+            # Rowback's own revert: its changes are labelled with the reversion's id
+            tx.reversion = m.content.decode("utf-8", "replace")
+            self._reverting[tx.xid] = tx.reversion
+            return
+        self._new_table(m, tx)
+
+    def _new_table(self, m: po.LogicalMessage, tx: _Tx) -> None:
         """A new table joined the publication in this transaction, where it starts empty:
         take its changes from here, none missed. A captured table of that name (dropped or
         renamed away since) ends here."""
@@ -576,9 +600,14 @@ class Capture:
             self.position["partial"] = [tx.lsn, self.pending[-1].seq]
         if not self.pending and int(self.position["lsn"]) <= self.confirmed:
             return
-        stats = self.store.write(self.pending, self.cfg.source, self.position)
+        stats = self.store.write(
+            self.pending, self.cfg.source, self.position, reverting=self._reverting
+        )
         if self.pending:
             self._write_s = 0.7 * self._write_s + 0.3 * (time.monotonic() - started)
+        # an open revert's later changes, in the next write, are labelled too
+        keep = tx is not None and tx.reversion is not None
+        self._reverting = {tx.xid: tx.reversion} if keep and tx and tx.reversion else {}
         self.status.changes += len(self.pending)
         self.status.gaps += stats.gaps
         self.status.gap_examples.extend(stats.gap_examples[: 10 - len(self.status.gap_examples)])

@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS _rb_columns (
 CREATE TABLE IF NOT EXISTS _rb_positions (source VARCHAR, position VARCHAR, updated TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS _rb_tx (
     pos_lo UBIGINT, pos_hi UBIGINT, lsn UBIGINT, txid UBIGINT, ts TIMESTAMPTZ, source VARCHAR);
+-- the reversion whose revert the transaction is (NULL for every other writer's)
+ALTER TABLE _rb_tx ADD COLUMN IF NOT EXISTS reversion VARCHAR;
 CREATE TABLE IF NOT EXISTS _rb_checkpoints (table_id INTEGER, pos UBIGINT, rows UBIGINT);
 CREATE TABLE IF NOT EXISTS _rb_missing (table_id INTEGER, phys INTEGER, value VARCHAR);
 CREATE TABLE IF NOT EXISTS _rb_numbers (table_id INTEGER, phys INTEGER, number INTEGER);
@@ -371,3 +373,20 @@ def current_schema(t: Table) -> TableSchema | None:
         t.name,
         tuple(Column(c.name, c.pg_type, c.key, c.missing, c.number) for c in cols),
     )
+
+
+def reverting(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, int], str]:
+    """(source, txid) -> reversion id of every transaction that is one of Rowback's own
+    reverts. A store opened read-only that was never opened for writing since the column
+    was added has none."""
+    has = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = '_rb_tx' "
+        "AND column_name = 'reversion' AND database_name = current_database()"
+    ).fetchall()
+    if not has[0][0]:
+        return {}
+    rows = con.execute(
+        "SELECT source, txid, max(reversion) FROM _rb_tx WHERE reversion IS NOT NULL "
+        "GROUP BY source, txid"
+    ).fetchall()
+    return {(str(r[0]), int(r[1])): str(r[2]) for r in rows}

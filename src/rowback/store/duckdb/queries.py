@@ -22,7 +22,14 @@ from rowback.filters import Op as FilterOp
 from rowback.model import Op
 from rowback.store.base import Image, Result
 from rowback.store.duckdb import states
-from rowback.store.duckdb.catalog import MASK_BITS, PhysColumn, Table, first, unregister
+from rowback.store.duckdb.catalog import (
+    MASK_BITS,
+    PhysColumn,
+    Table,
+    first,
+    reverting,
+    unregister,
+)
 from rowback.timetravel import key_values
 from rowback.when import AtLsn, AtTime, BeforeTx, Point, format_lsn
 
@@ -259,15 +266,17 @@ def history(con: duckdb.DuckDBPyConnection, t: Table, key: Sequence[str]) -> Res
     folder = _Folder(t, con)
     out: list[tuple[object, ...]] = []
     state: Image | None = None
+    labels = reverting(con)
     for r in rows:
         op, _, written = folder.decode(r)
         if op is Op.TRUNCATE and state is None:
             continue
         before, after = folder.step(state, op, written, r[0])
         changed = sorted(written) if op is Op.UPDATE else []
-        out.append((r[3], r[2], format_lsn(r[1]), op.label, before, after, changed))
+        label = labels.get((t.source, r[2]))
+        out.append((r[3], r[2], format_lsn(r[1]), op.label, before, after, changed, label))
         state = after
-    cols = ["time", "txid", "lsn", "op", "before", "after", "changed"]
+    cols = ["time", "txid", "lsn", "op", "before", "after", "changed", "reversion"]
     return Result(cols, out, {"before": "row", "after": "row", "changed": "changed"})
 
 
@@ -309,19 +318,23 @@ def changes(
     where = f"_pos BETWEEN {lo} AND {hi}"
     if txid is not None:
         where += f" AND _txid = {int(txid)}"
-    streams = [_change_rows(con, t, where) for t in tables]
+    labels = reverting(con)
+    streams = [_change_rows(con, t, where, labels) for t in tables]
     merged = (r[1:] for r in heapq.merge(*streams, key=lambda r: r[0]))
-    cols = ["time", "txid", "lsn", "table", "op", "key", "changed"]
+    cols = ["time", "txid", "lsn", "table", "op", "key", "changed", "reversion"]
     return Result(cols, merged, {"key": "row", "changed": "row"})
 
 
-def _change_rows(con: duckdb.DuckDBPyConnection, t: Table, where: str) -> Iterator[tuple[Any, ...]]:
+def _change_rows(
+    con: duckdb.DuckDBPyConnection, t: Table, where: str, labels: dict[tuple[str, int], str]
+) -> Iterator[tuple[Any, ...]]:
     folder = _Folder(t, con)
     cur = con.cursor()
     cur.execute(_version_sql(t, where))
     for r in _fetch(cur):
         op, key, written = folder.decode(r)
-        yield (r[0], r[3], r[2], format_lsn(r[1]), t.qualified, op.label, key, written)
+        label = labels.get((t.source, r[2]))
+        yield (r[0], r[3], r[2], format_lsn(r[1]), t.qualified, op.label, key, written, label)
 
 
 def tx(
@@ -353,8 +366,10 @@ def tx(
     for t in tables:
         out.extend(_tx_rows(con, t, lo, hi, txid))
     out.sort(key=lambda r: r[0])
-    cols = ["time", "lsn", "table", "op", "key", "before", "after", "changed"]
-    rows = [r[1:] for r in out]
+    labels = reverting(con)
+    label = next((labels[(t.source, txid)] for t in tables if (t.source, txid) in labels), None)
+    cols = ["time", "lsn", "table", "op", "key", "before", "after", "changed", "reversion"]
+    rows = [(*r[1:], label) for r in out]
     return Result(cols, rows, {"key": "row", "before": "row", "after": "row", "changed": "changed"})
 
 

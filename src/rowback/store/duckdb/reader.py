@@ -86,6 +86,13 @@ class DuckDBReader:
     def reversions(self) -> list[Reversion]:
         return reversion_log.listed(self._con)
 
+    def reversion_txids(self, source: str | None = None) -> dict[int, str]:
+        return {
+            txid: rid
+            for (src, txid), rid in catalog.reverting(self._con).items()
+            if source is None or src == source
+        }
+
     def _of(self, source: str | None) -> list[Table]:
         return [t for t in self._tables.values() if source is None or t.source == source]
 

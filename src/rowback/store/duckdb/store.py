@@ -145,13 +145,15 @@ class DuckDBStore:
         schemas: Sequence[TableSchema] = (),
         quarantine: Sequence[Quarantined] = (),
         replayed: Sequence[int] = (),
+        reverting: Mapping[int, str] | None = None,
     ) -> WriteStats:
         """Apply ``changes`` in order and record ``position``, in one transaction.
 
         ``schemas`` registers table versions that have no change yet (an empty table);
         ``quarantine`` keeps the inputs that failed to decode alongside, so a crash can
         neither lose them nor keep them twice; ``replayed`` removes the quarantined
-        inputs (by id) that ``changes`` came from, for the same reason.
+        inputs (by id) that ``changes`` came from, for the same reason; ``reverting``
+        labels transactions (by txid) as the revert of a reversion (by id).
         """
         stats = WriteStats()
         con = self._con
@@ -194,7 +196,7 @@ class DuckDBStore:
             for tid in list(pending):
                 self._flush(self._tables[tid], pending.pop(tid), stats)
             checkpoints.take_due(con, self._tables.values(), pos - 1, self.checkpoint_every)
-            self._record(txs, source, position, pos)
+            self._record(txs, source, position, pos, reverting)
             self._quarantine(quarantine)
             if replayed:
                 con.execute(  # one statement: a DELETE per id would scan the table each time
@@ -260,14 +262,23 @@ class DuckDBStore:
         source: str,
         position: Mapping[str, Any],
         next_pos: int,
+        reverting: Mapping[int, str] | None = None,
     ) -> None:
         con = self._con
         if isinstance(txs, list) and txs:
             txs = _tx_table(*zip(*txs, strict=True))
         if len(txs):
+            labels: list[str | None] = [None] * len(txs)
+            if reverting:
+                labels = [reverting.get(x) for x in txs.column("txid").to_pylist()]
+            txs = txs.append_column("reversion", pa.array(labels, pa.string()))
             con.register("_rb_txs", txs)
             try:
-                con.execute("INSERT INTO _rb_tx SELECT *, ? FROM _rb_txs", [source])
+                con.execute(
+                    "INSERT INTO _rb_tx (pos_lo, pos_hi, lsn, txid, ts, source, reversion) "
+                    "SELECT pos_lo, pos_hi, lsn, txid, ts, ?, reversion FROM _rb_txs",
+                    [source],
+                )
             finally:
                 unregister(con, "_rb_txs")
         con.execute("DELETE FROM _rb_positions WHERE source = ?", [source])
@@ -381,6 +392,9 @@ class DuckDBStore:
     def reversions(self) -> list[Reversion]:
         return self._reading().reversions()
 
+    def reversion_txids(self, source: str | None = None) -> dict[int, str]:
+        return self._reading().reversion_txids(source)
+
     @_writing
     def record_reversion(self, reversion: Reversion) -> int:
         self._settle()
@@ -452,6 +466,7 @@ class DuckDBStore:
         position: Mapping[str, Any],
         *,
         commit: bool = True,
+        reverting: Mapping[int, str] | None = None,
     ) -> WriteStats:
         """``write`` for a columnar batch: the same history, without a Python object per
         change. ``commit=False`` leaves the transaction open for the next write: DuckDB
@@ -460,7 +475,7 @@ class DuckDBStore:
         Several batches are one block of interleaved tables (see ``ChangeBatch.rows``)."""
         if not isinstance(batch, ChangeBatch):
             if len(batch) != 1 or batch[0].rows is not None:
-                return self._write_block(batch, source, position, commit)
+                return self._write_block(batch, source, position, commit, reverting)
             batch = batch[0]
         stats = WriteStats()
         n = len(batch)
@@ -486,7 +501,7 @@ class DuckDBStore:
                 checkpoints.note(con, table, n - snapshots)
                 checkpoints.take_due(con, [table], pos + n - 1, self.checkpoint_every)
             runs.append(_tx_runs(batch, pos))
-            self._record(pa.concat_tables(runs), source, position, pos + n)
+            self._record(pa.concat_tables(runs), source, position, pos + n, reverting)
             if commit:
                 self._commit()
         except BaseException:
@@ -502,6 +517,7 @@ class DuckDBStore:
         source: str,
         position: Mapping[str, Any],
         commit: bool,
+        reverting: Mapping[int, str] | None = None,
     ) -> WriteStats:
         """One block of several tables, each change at the position its ``rows`` give it,
         as ``write`` would place it. A table the store does not know in this version (so
@@ -513,7 +529,7 @@ class DuckDBStore:
             table = self._by_name.get((s.source, s.schema, s.name))
             layout = table.layout(s) if table is not None else None
             if table is None or layout is None or len(table.columns) > catalog.MASK_BITS:
-                return self.write(_in_order(batches, n), source, position)
+                return self.write(_in_order(batches, n), source, position, reverting=reverting)
             found.append((b, table, layout))
         stats = WriteStats()
         con = self._con
@@ -536,7 +552,11 @@ class DuckDBStore:
                     merged[rows] = getattr(b, name).to_numpy(zero_copy_only=False)
                 meta[name] = merged
             self._record(
-                _runs(meta["txid"], meta["lsn"], meta["commit_us"], pos), source, position, pos + n
+                _runs(meta["txid"], meta["lsn"], meta["commit_us"], pos),
+                source,
+                position,
+                pos + n,
+                reverting,
             )
             if commit:
                 self._commit()
