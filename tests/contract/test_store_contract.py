@@ -462,8 +462,8 @@ def test_images_are_raw_values_with_their_hints(open_store: Callable[..., Store]
     assert_raw(update[4], raw, TYPED_HINTS)
     after = {**raw, "price": Decimal("11.00"), "fee": Decimal("0.50")}  # fee: the missing value
     assert_raw(update[5], after, {**TYPED_HINTS, "fee": "numeric"})
-    ((_, _, _, op, key, before, tx_after, _),) = s.tx(2).rows
-    assert op == "update"
+    ((_, _, _, op, key, before, tx_after, _, reversion),) = s.tx(2).rows
+    assert op == "update" and reversion is None
     assert_raw(key, {"id": 1}, {})
     assert_raw(before, raw, TYPED_HINTS)
     assert_raw(tx_after, after, {**TYPED_HINTS, "fee": "numeric"})

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgcap import TableState, execute, fresh_database
-from reverting import run, state
+from pgcap import TableState, execute, fresh_database, opened
+from reverting import expected_after, run, state
 
 from rowback.pgserver import PgServer
 
@@ -58,3 +58,15 @@ def test_a_target_that_is_not_the_captured_database_is_refused(
     assert "is not the captured database: system identifier" in line
     assert "capture recorded" in line
     assert state(dsn).rows == before
+
+
+def test_a_store_without_the_identity_falls_back_to_the_slot(
+    damaged: tuple[str, int, TableState], store_path: Path
+) -> None:
+    dsn, bad, before = damaged
+    with opened(store_path) as s:
+        position = s.position("postgres")
+        assert position is not None and position.pop("identity")["database"]
+        s.write([], "postgres", position)
+    run("revert", "--txid", str(bad), "--target", dsn, store=store_path)
+    assert state(dsn).rows == expected_after(before)

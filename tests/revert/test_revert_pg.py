@@ -221,7 +221,7 @@ def test_a_target_that_is_not_the_captured_database_is_refused(
         execute(other, "CREATE TABLE products (id int PRIMARY KEY, price numeric(10,2))")
         got = run("revert", "--txid", str(bad), "--target", other, store=store_path, ok=False)
     assert got.returncode == 1
-    assert "has no replication slot 'rowback': it is not the database" in got.stderr
+    assert "is not the captured database: system identifier" in got.stderr
 
 
 def test_a_window_reverts_every_transaction_in_it(

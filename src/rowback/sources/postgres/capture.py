@@ -242,6 +242,7 @@ class Capture:
             self._unannounced.setdefault(t, at)
 
     def _announced(self, m: po.LogicalMessage, tx: _Tx) -> None:
+        """A transactional message in ``tx``: Rowback's revert mark, or a new table."""
         if m.transactional and m.prefix == REVERT_PREFIX:
             # Rowback's own revert: its changes are labelled with the reversion's id
             tx.reversion = m.content.decode("utf-8", "replace")
@@ -606,8 +607,9 @@ class Capture:
         if self.pending:
             self._write_s = 0.7 * self._write_s + 0.3 * (time.monotonic() - started)
         # an open revert's later changes, in the next write, are labelled too
-        keep = tx is not None and tx.reversion is not None
-        self._reverting = {tx.xid: tx.reversion} if keep and tx and tx.reversion else {}
+        self._reverting = {}
+        if tx is not None and tx.reversion is not None:
+            self._reverting[tx.xid] = tx.reversion
         self.status.changes += len(self.pending)
         self.status.gaps += stats.gaps
         self.status.gap_examples.extend(stats.gap_examples[: 10 - len(self.status.gap_examples)])
