@@ -66,6 +66,11 @@ def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     zeroed, left, orders, orders_after, stock, stock_after = map(int, undone.groups())
     assert zeroed > 0 and left == 0
     assert (orders, stock) == (orders_after, stock_after)
+    # and it asks first next time: whatif of the deploy's statement, rolled back (it ran
+    # after the revert, which found every price restored: the whatif left them so)
+    ask = re.search(r"whatif: (\d+) row\(s\) would change \(0 inserted, (\d+) updated", flat)
+    assert ask and int(ask.group(1)) == int(ask.group(2)) == zeroed, flat[-400:]
+    assert "rolled back" in flat
     assert elapsed < 60
     assert (tmp_path / "s" / "rowback.duckdb").exists()  # --keep keeps the store
     with DuckDBStore(tmp_path / "s", read_only=True) as store:

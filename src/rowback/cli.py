@@ -621,7 +621,11 @@ def revert(
     until: Annotated[str | None, typer.Option(help="...up to this (inclusive).")] = None,
     table: Annotated[str | None, typer.Option(help="With --since: only this table.")] = None,
     mode: Annotated[
-        str, typer.Option(help="nocascade (refuse on any conflict), nonconflict, or force.")
+        str,
+        typer.Option(
+            help="nocascade (refuse on any conflict), cascade (revert the later writers too), "
+            "nonconflict, or force."
+        ),
     ] = "nocascade",
     target: Annotated[
         str | None, typer.Option(help="DSN of the database to revert (the captured one).")
@@ -659,7 +663,7 @@ def revert(
         chosen = rv.Mode(mode)
     except ValueError:
         raise BadParameter(
-            "--mode", f"--mode {mode!r}: choose nocascade, nonconflict or force"
+            "--mode", f"--mode {mode!r}: choose nocascade, cascade, nonconflict or force"
         ) from None
     if target is None and not (dry_run or sql):
         raise RowbackError(
@@ -689,6 +693,7 @@ def revert(
             live = ra.live_values(target, plan) if target is not None else None
             rows = rv.plan_rows(plan, live)
             write_rows(sys.stdout, fmt.value, rv.PLAN_COLUMNS, rows, {"key": "row"})
+            _pulled(rr.pulled_lines(plan))
             _plan_summary(len(plan.writes), len(plan.conflicts), plan.refused)
             return
         _conflicts(plan)
@@ -744,10 +749,12 @@ def _revert_served(
     if dry_run:
         rows = [tuple(o[c] for c in rv.PLAN_COLUMNS) for o in doc["rows"]]
         write_rows(sys.stdout, fmt.value, rv.PLAN_COLUMNS, rows, {"key": "row"})
+        _pulled(doc.get("pulled", []))
         _plan_summary(int(doc["writes"]), len(doc["conflicts"]), bool(doc["refused"]))
         return True
     for line in doc["conflicts"]:
         typer.echo(f"rowback: conflict: {line}", err=True)
+    _pulled(doc.get("pulled", []))
     if sql is not None:
         sql.write_text(doc["sql"])
         n = doc["statements"]
@@ -773,10 +780,16 @@ def _applied(
 
 
 def _conflicts(plan: Any) -> None:
-    from rowback.revert.run import conflict_lines
+    from rowback.revert.run import conflict_lines, pulled_lines
 
     for line in conflict_lines(plan):
         typer.echo(f"rowback: conflict: {line}", err=True)
+    _pulled(pulled_lines(plan))
+
+
+def _pulled(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(f"rowback: {line}", err=True)
 
 
 def _plan_summary(writes: int, conflicts: int, refused: bool) -> None:

@@ -231,6 +231,17 @@ def _undo(console: Console, store: DuckDBStore, dsn: str, bad_txid: int) -> None
     )
 
 
+def _preview(console: Console, dsn: str) -> None:
+    """Next time, ask first: what the deploy's statement would do, rolled back."""
+    from rowback.whatif import diff, run
+
+    got = run.whatif(dsn, "UPDATE products SET price = 0")
+    line = diff.summary_line(diff.summary(got, len(got.changes)))
+    console.print(
+        'next time, ask first: rowback whatif --sql "UPDATE products SET price = 0"\n  ' + line
+    )
+
+
 def run_demo(keep: Path | None = None, seconds: float = 12.0) -> None:
     """Run the whole demo; leaves nothing running (the store stays only with ``keep``)."""
     console = Console()
@@ -296,6 +307,7 @@ def run_demo(keep: Path | None = None, seconds: float = 12.0) -> None:
         did = _as_diffs(store.tx(bad_txid), ["table", "op", "key"])
         _show(console, f"transaction {bad_txid}: everything it did", did, 5)
         _undo(console, store, dsn, bad_txid)
+        _preview(console, dsn)
         store.close()
         console.rule()
         where = f"--store {store_dir}"

@@ -209,6 +209,7 @@ def _revert(
                 "rows": _json_rows(PLAN_COLUMNS, plan_rows(plan, live), {"key": "row"}),
                 "writes": len(plan.writes),
                 "conflicts": conflicts,
+                "pulled": rr.pulled_lines(plan),
                 "refused": plan.refused,
             }
         )
@@ -222,7 +223,12 @@ def _revert(
             )
         lines = rr.sql_script(plan, req.target, req.disable_triggers)
         return JSONResponse(
-            {"sql": "".join(lines), "statements": len(plan.writes), "conflicts": conflicts}
+            {
+                "sql": "".join(lines),
+                "statements": len(plan.writes),
+                "conflicts": conflicts,
+                "pulled": rr.pulled_lines(plan),
+            }
         )
     done = rr.apply_recorded(ctx.store, req, plan, who=API_WHO)
     with _reading(ctx) as reader:
@@ -239,6 +245,7 @@ def _revert(
             "missed": [m.describe() for m in a.missed],
             "notes": list(a.notes),
             "conflicts": conflicts,
+            "pulled": rr.pulled_lines(plan),
             "txid": a.txid,
             "apply_s": round(a.seconds, 3),
         },

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from rowback.errors import RowbackError
 from rowback.model import Text
 from rowback.revert.plan import Action, Mode, Plan, plan
-from rowback.store.base import Reader
+from rowback.store.base import Reader, TableVersions
 
 __all__ = ["Action", "Mode", "Plan", "plan", "prepare", "plan_rows", "PLAN_COLUMNS"]
 
@@ -31,10 +31,9 @@ def prepare(
     nothing to revert, or too many rows."""
     if not txids:
         raise RowbackError("say what to revert: --txid X (repeatable)")
-    versions = reader.touched_versions(txids, source)
-    if tables is not None:
-        versions = [t for t in versions if t.table in tables]
-    got = plan(versions, txids, mode)
+    got = _cascade(reader, txids, source, tables) if mode is Mode.cascade else None
+    if got is None:
+        got = plan(_versions(reader, txids, source, tables), txids, mode)
     if not got.rows:
         shown = ", ".join(str(x) for x in txids)
         raise RowbackError(f"nothing to revert: tx {shown} left no row to change")
@@ -43,6 +42,44 @@ def prepare(
             f"the revert would change {len(got.writes)} rows, more than --max-rows {max_rows}"
         )
     return got
+
+
+CASCADE_ROUNDS = 50
+"""Rounds of pulling in later writers before a cascade gives up (each round re-plans)."""
+
+
+def _versions(
+    reader: Reader, txids: Sequence[int], source: str | None, tables: set[str] | None
+) -> list[TableVersions]:
+    versions = reader.touched_versions(txids, source)
+    return [t for t in versions if tables is None or t.table in tables]
+
+
+def _cascade(
+    reader: Reader, txids: Sequence[int], source: str | None, tables: set[str] | None
+) -> Plan:
+    """Grow the selection by the writers of every conflict until none is left: their own
+    later writers come in on the next round (transitively). Each added transaction is
+    reverted whole, in every table, as the ones selected."""
+    selected = list(dict.fromkeys(int(x) for x in txids))
+    pulled: dict[int, str] = {}
+    for _ in range(CASCADE_ROUNDS):
+        got = plan(_versions(reader, selected, source, tables), selected, Mode.cascade)
+        new: dict[int, str] = {}
+        for r in got.rows:
+            for c in r.conflicts:
+                for t in c.txids:
+                    if t not in pulled and t not in selected:
+                        new.setdefault(t, c.line(r.key_columns))
+        if not new:
+            got.pulled = pulled
+            return got
+        pulled.update(new)
+        selected += list(new)
+    raise RowbackError(
+        f"--mode cascade did not settle after {CASCADE_ROUNDS} rounds "
+        f"({len(selected)} transactions pulled in): revert a window (--since) instead"
+    )
 
 
 PLAN_COLUMNS = ["table", "key", "action", "column", "current", "expected", "target", "note"]

@@ -21,11 +21,13 @@ Row = dict[str, Text]
 
 
 class Mode(StrEnum):
-    """What to do about conflicts (``cascade``, reverting the later writers too, is not
-    built yet)."""
+    """What to do about conflicts."""
 
     nocascade = "nocascade"
     """Refuse the whole revert if anything conflicts, naming the rows and writers."""
+    cascade = "cascade"
+    """Also revert the transactions that wrote over the selection, transitively (the
+    selection grows until nothing conflicts; ``Plan.pulled`` says who came in by whom)."""
     nonconflict = "nonconflict"
     """Revert the cells nobody wrote since; report the rest and leave them."""
     force = "force"
@@ -98,6 +100,8 @@ class Plan:
     txids: tuple[int, ...]
     mode: Mode
     rows: list[RowPlan] = field(default_factory=list)
+    pulled: dict[int, str] = field(default_factory=dict)
+    """cascade: each transaction added to the selection, and the conflict that added it."""
 
     @property
     def conflicts(self) -> list[Conflict]:
@@ -106,7 +110,7 @@ class Plan:
     @property
     def refused(self) -> bool:
         """nocascade refuses a plan with any conflict."""
-        return self.mode is Mode.nocascade and bool(self.conflicts)
+        return self.mode in (Mode.nocascade, Mode.cascade) and bool(self.conflicts)
 
     @property
     def writes(self) -> list[RowPlan]:

@@ -199,6 +199,7 @@ def apply_recorded(
             **({"since": point_text(req.since)} if req.since else {}),
             **({"until": point_text(req.until)} if req.until else {}),
             **({"table": req.table} if req.table else {}),
+            **({"pulled": {str(t): w for t, w in plan.pulled.items()}} if plan.pulled else {}),
         },
         mode=req.mode.value,
         status="refused" if plan.refused else "started",
@@ -230,6 +231,11 @@ def apply_recorded(
     if req.undo is not None:
         store.update_reversion(req.undo, "undone")
     return Outcome(rid, plan, done)
+
+
+def pulled_lines(plan: Plan) -> list[str]:
+    """cascade: one line per transaction it added, and the conflict that added it."""
+    return [f"tx {t} reverted too (cascade), for: {why}" for t, why in plan.pulled.items()]
 
 
 def conflict_lines(plan: Plan) -> list[str]:
