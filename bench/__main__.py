@@ -22,6 +22,7 @@ BENCHMARKS = (
     "capture_live",
     "service_live",
     "revert_load",
+    "whatif_big",
     "store_size",
     "timetravel",
     "ingest_debezium",
