@@ -475,8 +475,8 @@ def test_tx_after_key_retype_has_before_images(pg_dsn: str, store_path: Path) ->
     with opened(store_path) as store:
         rows = list(store.tx(txid).rows)
         assert len(rows) == 1
-        _, _, _, op, key, before, after, changed = rows[0]
-        assert op == "update" and changed == ["a"]
+        _, _, _, op, key, before, after, changed, reversion = rows[0]
+        assert op == "update" and changed == ["a"] and reversion is None
         assert before == {"id": 2, "a": 2, "v": "v2"}
         assert after == {"id": 2, "a": 20, "v": "v2"}
     conn.close()
