@@ -22,56 +22,26 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from bench import pg as pgb
-from bench.harness import BenchResult, Ctx, Figure, child, log
+from bench.harness import BenchResult, Ctx, Figure, child, log, run_command
 from rowback.pgserver import PgServer
 
 NAME = "capture_catchup_cli"
-
-
-def _vm_hwm_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def cli_capture(dsn: str, store: Path, slot: str) -> dict[str, Any]:
     """``rowback capture --once`` as a subprocess: wall seconds, peak RSS, its output row."""
     cmd = [sys.executable, "-m", "rowback.cli", "capture", "--source", dsn, "--once"]
     cmd += ["--slot", slot, "--store", str(store), "--format", "json"]
-    peak = [0.0]
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def watch() -> None:  # VmHWM only grows: the last reading before exit is the peak
-        while proc.poll() is None:
-            got = _vm_hwm_mb(proc.pid)
-            if got is not None:
-                peak[0] = max(peak[0], got)
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    out, err = proc.communicate()
-    seconds = time.perf_counter() - t
-    watcher.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"rowback capture failed ({proc.returncode}): {err.strip()[-1000:]}")
+    got = run_command(cmd)
     import orjson
 
-    row = orjson.loads(out.strip().splitlines()[-1])
-    return {"seconds": seconds, "peak_rss_mb": round(peak[0], 1), **row}
+    row = orjson.loads(got.out.strip().splitlines()[-1])
+    return {"seconds": got.seconds, "peak_rss_mb": got.peak_rss_mb, **row}
 
 
 def run(ctx: Ctx) -> BenchResult:

@@ -126,6 +126,53 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
+def vm_hwm_mb(pid: int) -> float | None:
+    """Another process's peak resident set size (VmHWM) in MiB; None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+@dataclass
+class Command:
+    """What a whole command took: wall seconds, its peak RSS, its output."""
+
+    seconds: float
+    peak_rss_mb: float
+    out: str
+    err: str
+
+
+def run_command(cmd: list[str]) -> Command:
+    """Run ``cmd`` as a user would, sampling its VmHWM every 20 ms (it only grows: the last
+    reading before exit is the peak); a non-zero exit raises with the end of stderr."""
+    import threading
+
+    peak = [0.0]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def watch() -> None:
+        while proc.poll() is None:
+            got = vm_hwm_mb(proc.pid)
+            if got is not None:
+                peak[0] = max(peak[0], got)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - t
+    watcher.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} failed ({proc.returncode}): {err[-1000:]}")
+    return Command(seconds, round(peak[0], 1), out, err)
+
+
 def _child_env() -> dict[str, str]:
     """Children import ``bench`` and ``rowback`` from this checkout (ROOT and ROOT/src)."""
     env = dict(os.environ)

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from bench import pg as pgb
-from bench.harness import BenchResult, Ctx, Figure, log
+from bench.harness import BenchResult, Ctx, Figure, log, run_command
 from bench.service_live import Service, _lsn
 from rowback.pgserver import PgServer
 
@@ -78,38 +78,9 @@ def _wait_shadow(svc: Service, lsn: int, timeout: float = 300) -> None:
 
 
 def _rowback(*args: str) -> tuple[float, float, str, str]:
-    """Run a rowback command: wall seconds, peak RSS (MiB, sampled), stdout, stderr."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(
-        [sys.executable, "-m", "rowback.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    peak = 0.0
-    import threading
-
-    out: dict[str, str] = {}
-
-    def drain() -> None:
-        out["o"], out["e"] = p.communicate()
-
-    t = threading.Thread(target=drain)
-    t.start()
-    while p.poll() is None:
-        try:
-            with open(f"/proc/{p.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]) / 1024)
-        except OSError:
-            pass
-        time.sleep(0.02)
-    t.join()
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise RuntimeError(f"rowback {args[0]} failed ({p.returncode}): {out['e'][-800:]}")
-    return wall, peak, out["o"], out["e"]
+    """A whole rowback command: wall seconds, peak RSS (MiB), stdout, stderr."""
+    got = run_command([sys.executable, "-m", "rowback.cli", *args])
+    return got.seconds, got.peak_rss_mb, got.out, got.err
 
 
 def _exec(conn: Any, sql: str) -> None:
