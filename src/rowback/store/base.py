@@ -157,6 +157,63 @@ class Reversion:
     plan: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Incident:
+    """A group of anomalous changes detection judged to be one bad statement, job or loop
+    (``rowback.detect``), with what a person needs to decide: its kind and calibrated
+    score, the severity of its impact, the policy's action and the incident's status
+    (open, pending_confirmation, reverting, reverted, dismissed, expired). Times are
+    commit times in µs since the epoch; ``detected_at`` is the commit time of the change
+    that crossed the threshold, so a replay gives the same incidents."""
+
+    id: int
+    source: str
+    kind: str
+    tables: list[str]
+    columns: list[str]
+    score: float
+    severity: str
+    status: str
+    action: str
+    first_us: int
+    last_us: int
+    detected_us: int
+    txids: list[int]
+    rows_affected: int
+    explanation: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    """Signals with what is normal and what was seen, example keys, the decision."""
+    reason: str | None = None
+    """Why it was dismissed or approved."""
+    reversion: int | None = None
+    """The reversion that reverted it."""
+
+
+class Observer(Protocol):
+    """Watches every write inside its transaction (detection): what it returns commits
+    with the changes, so a crash can neither lose nor repeat what it concluded."""
+
+    def observe(
+        self, changes: Sequence[Change], source: str, reverting: Mapping[int, str]
+    ) -> list[Incident]:
+        """Judge ``changes`` (just written, not yet committed; ``reverting``: the txids
+        that are Rowback's own reverts, never judged); the incidents opened or grown."""
+        ...
+
+    def state(self) -> bytes:
+        """Everything learned so far, to persist with the write that commits."""
+        ...
+
+    def restore(self, state: bytes | None) -> None:
+        """Go back to a persisted state (None: untrained): a write was rolled back."""
+        ...
+
+    def changed(self, incident: Incident) -> None:
+        """A person or a revert moved ``incident`` on (dismissed: learn its pattern as
+        normal; reverted: stop growing it)."""
+        ...
+
+
 class Reader(Protocol):
     """The read half of a store: what time travel, the CLI and the API ask."""
 
@@ -203,6 +260,10 @@ class Reader(Protocol):
     def reversion_txids(self, source: str | None = None) -> dict[int, str]:
         """txid -> reversion id of the transactions that are Rowback's own reverts (of
         ``source``), which capture labelled: detection must never flag them."""
+        ...
+
+    def incidents(self) -> list[Incident]:
+        """Every incident detection opened, oldest first."""
         ...
 
 
@@ -309,6 +370,26 @@ class Store(Reader, Protocol):
         self, rid: int, status: str, rows: int | None = None, txid: int | None = None
     ) -> None:
         """Record the outcome of reversion ``rid``."""
+        ...
+
+    observer: Observer | None
+    """Detection, fed every write inside its transaction (None: not watching)."""
+
+    def watch(self, observer: Observer | None) -> None:
+        """Attach ``observer`` (restored to its persisted state) to every later write."""
+        ...
+
+    def update_incident(
+        self,
+        iid: int,
+        status: str,
+        reason: str | None = None,
+        reversion: int | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> Incident:
+        """Move incident ``iid`` to ``status`` (``detail``: keys to set in its detail).
+        A dismissal teaches the observer (when one watches) in the same transaction.
+        Returns the incident as it now is."""
         ...
 
     def close(self) -> None: ...

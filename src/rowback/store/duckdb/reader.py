@@ -17,8 +17,16 @@ import duckdb
 
 from rowback.errors import RowbackError
 from rowback.filters import Filter
-from rowback.store.base import Result, Reversion, SourceState, TableInfo, TableVersions
+from rowback.store.base import (
+    Incident,
+    Result,
+    Reversion,
+    SourceState,
+    TableInfo,
+    TableVersions,
+)
 from rowback.store.duckdb import catalog, queries, revisions
+from rowback.store.duckdb import incidents as incident_log
 from rowback.store.duckdb import reversions as reversion_log
 from rowback.store.duckdb.catalog import Table, first
 from rowback.timetravel import resolve
@@ -85,6 +93,9 @@ class DuckDBReader:
 
     def reversions(self) -> list[Reversion]:
         return reversion_log.listed(self._con)
+
+    def incidents(self) -> list[Incident]:
+        return incident_log.listed(self._con)
 
     def reversion_txids(self, source: str | None = None) -> dict[int, str]:
         return {

@@ -21,6 +21,8 @@ from rowback.filters import Filter
 from rowback.model import Change, ChangeBatch, Op, Quarantined, TableSchema, WriteStats
 from rowback.store.base import (
     Capabilities,
+    Incident,
+    Observer,
     Result,
     Reversion,
     SourceState,
@@ -28,6 +30,7 @@ from rowback.store.base import (
     TableVersions,
 )
 from rowback.store.duckdb import catalog, checkpoints, retype, vector, widening
+from rowback.store.duckdb import incidents as incident_log
 from rowback.store.duckdb import reversions as reversion_log
 from rowback.store.duckdb.catalog import Table, first, unregister
 from rowback.store.duckdb.reader import CatalogCache, DuckDBReader, Snapshot
@@ -104,6 +107,7 @@ class DuckDBStore:
         self.generation = 0
         self._catalogs = CatalogCache()
         self._open = False  # a bulk transaction left open by write_batch(commit=False)
+        self.observer: Observer | None = None
         if not read_only:
             self._con.execute(catalog.CATALOG_DDL)
         self._load()
@@ -196,6 +200,7 @@ class DuckDBStore:
             for tid in list(pending):
                 self._flush(self._tables[tid], pending.pop(tid), stats)
             checkpoints.take_due(con, self._tables.values(), pos - 1, self.checkpoint_every)
+            self._observe(lambda: changes, source, True, reverting)
             self._record(txs, source, position, pos, reverting)
             self._quarantine(quarantine)
             if replayed:
@@ -407,6 +412,57 @@ class DuckDBStore:
         self._settle()
         reversion_log.update(self._con, rid, status, rows, txid)
 
+    def _observe(
+        self,
+        changes: Callable[[], Sequence[Change]],
+        source: str,
+        commit: bool,
+        reverting: Mapping[int, str] | None,
+    ) -> None:
+        """Feed the observer what this write stores, and keep what it concluded in the
+        same transaction (its state only when the transaction commits: a bulk load's
+        open transaction persists it at the batch that commits)."""
+        if self.observer is None:
+            return
+        incident_log.save(self._con, self.observer.observe(changes(), source, reverting or {}))
+        if commit:
+            incident_log.save_state(self._con, self.observer.state())
+
+    def watch(self, observer: Observer | None) -> None:
+        self.observer = observer
+        if observer is not None:
+            observer.restore(incident_log.load_state(self._con))
+
+    def incidents(self) -> list[Incident]:
+        return self._reading().incidents()
+
+    @_writing
+    def update_incident(
+        self,
+        iid: int,
+        status: str,
+        reason: str | None = None,
+        reversion: int | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> Incident:
+        self._settle()
+        self._begin()
+        try:
+            got = incident_log.one(self._con, iid)
+            got.status = status
+            got.reason = reason if reason is not None else got.reason
+            got.reversion = reversion if reversion is not None else got.reversion
+            got.detail.update(detail or {})
+            if self.observer is not None:
+                self.observer.changed(got)
+                incident_log.save_state(self._con, self.observer.state())
+            incident_log.save(self._con, [got])
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return got
+
     def _settle(self) -> None:
         """Commit a bulk transaction ``write_batch(commit=False)`` left open, so that a
         record written next is durable on its own: each batch recorded its position, so
@@ -501,6 +557,7 @@ class DuckDBStore:
                 checkpoints.note(con, table, n - snapshots)
                 checkpoints.take_due(con, [table], pos + n - 1, self.checkpoint_every)
             runs.append(_tx_runs(batch, pos))
+            self._observe(batch.changes, source, commit, reverting)
             self._record(pa.concat_tables(runs), source, position, pos + n, reverting)
             if commit:
                 self._commit()
@@ -551,6 +608,7 @@ class DuckDBStore:
                     rows = b.rows.to_numpy(zero_copy_only=False)
                     merged[rows] = getattr(b, name).to_numpy(zero_copy_only=False)
                 meta[name] = merged
+            self._observe(lambda: _in_order(batches, n), source, commit, reverting)
             self._record(
                 _runs(meta["txid"], meta["lsn"], meta["commit_us"], pos),
                 source,
@@ -598,6 +656,8 @@ class DuckDBStore:
         with contextlib.suppress(duckdb.Error):
             self._con.execute("ROLLBACK")
         self._load()
+        if self.observer is not None:  # it saw changes that are not stored after all
+            self.observer.restore(incident_log.load_state(self._con))
 
 
 def _tx_table(

@@ -1,0 +1,284 @@
+"""Detection over the change stream: score each transaction with every detector, learn
+only from what looked normal, and group what did not into incidents.
+
+The engine is the store's ``Observer``: the store feeds it each write inside the write's
+transaction and commits its incidents and state with the changes, so a crash (kill -9)
+loses no incident and repeats none, and a replay of the same input gives the same
+incidents. One bad statement is one transaction; one bad job or loop is a run of
+transactions with the same kind of damage on the same table and columns, no more than
+``GAP_US`` apart: each run is one incident, not thousands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from rowback.detect.base import Detector, Signal
+from rowback.detect.features import ColumnFeatures, TxFeatures, tx_features
+from rowback.model import Change, Op
+from rowback.store.base import Incident
+
+GAP_US = 10 * 60 * 1_000_000
+"""Anomalous transactions of one pattern closer than this belong to one incident."""
+MAX_HELD = 20
+"""Features kept per open incident, learned if a person dismisses it."""
+MAX_TXIDS = 100_000
+SEVERITIES = ("low", "medium", "high", "critical")
+OPEN = ("open", "pending_confirmation")
+
+
+class Rules(Protocol):
+    """What the policy says (``rowback.policy``): thresholds, maintenance windows and the
+    action an incident gets."""
+
+    def threshold(self, table: str) -> float: ...
+
+    def critical(self, table: str) -> bool: ...
+
+    def in_maintenance(self, table: str, at_us: int) -> bool: ...
+
+    def decide(self, table: str, score: float, severity: str) -> tuple[str, str, str]:
+        """(action, status, why) for a new or grown incident."""
+        ...
+
+
+@dataclass
+class _Open:
+    """An incident that may still grow, with the features it withheld from learning."""
+
+    incident: Incident
+    pattern: str
+    held: list[dict[str, Any]]
+
+
+class Engine:
+    """The detectors, what they learned, and the incidents still growing."""
+
+    def __init__(self, detectors: Callable[[], Sequence[Detector]], rules: Rules) -> None:
+        self._make = detectors
+        self.detectors = list(detectors())
+        self.rules = rules
+        self._next_id = 1
+        self._open: dict[int, _Open] = {}
+        self._rows: dict[str, int] = {}
+        """Live rows per table, as far as the stream showed them (for the share touched)."""
+
+    # -- Observer --------------------------------------------------------------------
+
+    def observe(
+        self, changes: Sequence[Change], source: str, reverting: Mapping[int, str]
+    ) -> list[Incident]:
+        grown: dict[int, Incident] = {}
+        ours = {int(t) for t in reverting}
+        for c in changes:
+            q = c.table.qualified
+            if c.op in (Op.INSERT, Op.SNAPSHOT):
+                self._rows[q] = self._rows.get(q, 0) + 1
+            elif c.op == Op.DELETE:
+                self._rows[q] = max(0, self._rows.get(q, 0) - 1)
+            elif c.op == Op.TRUNCATE:
+                self._rows[q] = 0
+        feats = tx_features(c for c in changes if c.txid not in ours)
+        by_tx: dict[int, int] = {}
+        for f in feats:
+            if self.rules.in_maintenance(f.table, f.commit_us):
+                continue  # neither learned from nor alerted on
+            signals = [s for d in self.detectors for s in d.score_one(f)]
+            threshold = self.rules.threshold(f.table)
+            hits = sorted((s for s in signals if s.score > threshold), key=lambda s: -s.score)
+            if not hits:
+                for d in self.detectors:
+                    d.learn_one(f)
+                continue
+            inc = self._group(f, hits, source, by_tx.get(f.txid))
+            by_tx[f.txid] = inc.id
+            grown[inc.id] = inc
+        self._close(feats)
+        return list(grown.values())
+
+    def state(self) -> bytes:
+        return orjson.dumps(
+            {
+                "detectors": {d.name: d.state() for d in self.detectors},
+                "next_id": self._next_id,
+                "rows": self._rows,
+                "open": [
+                    {"incident": asdict(o.incident), "pattern": o.pattern, "held": o.held}
+                    for o in self._open.values()
+                ],
+            }
+        )
+
+    def restore(self, state: bytes | None) -> None:
+        got: dict[str, Any] = orjson.loads(state) if state else {}
+        saved = got.get("detectors", {})
+        self.detectors = list(self._make())  # untrained, unless a state was saved
+        for d in self.detectors:
+            if d.name in saved:
+                d.load(saved[d.name])
+        self._next_id = int(got.get("next_id", 1))
+        self._rows = {str(k): int(v) for k, v in got.get("rows", {}).items()}
+        self._open = {}
+        for o in got.get("open", []):
+            inc = Incident(**o["incident"])
+            self._open[inc.id] = _Open(inc, o["pattern"], o["held"])
+
+    def changed(self, incident: Incident) -> None:
+        o = self._open.get(incident.id)
+        if incident.status == "dismissed" and o is not None:
+            for held in o.held:
+                f = features_from(held)
+                for d in self.detectors:
+                    d.learn_one(f)
+        if incident.status not in OPEN:
+            self._open.pop(incident.id, None)
+        elif o is not None:
+            o.incident = incident
+
+    # -- grouping --------------------------------------------------------------------
+
+    def _group(
+        self, f: TxFeatures, hits: list[Signal], source: str, same_tx: int | None
+    ) -> Incident:
+        top = hits[0]
+        pattern = f"{f.table}|{top.kind.value}|{','.join(top.columns)}"
+        found = self._open.get(same_tx) if same_tx is not None else None
+        if found is None:
+            found = next(
+                (
+                    o
+                    for o in self._open.values()
+                    if o.pattern == pattern and f.commit_us - o.incident.last_us <= GAP_US
+                ),
+                None,
+            )
+        if found is None:
+            inc = Incident(
+                id=self._next_id,
+                source=source,
+                kind=top.kind.value,
+                tables=[],
+                columns=[],
+                score=0.0,
+                severity="low",
+                status="open",
+                action="none",
+                first_us=f.commit_us,
+                last_us=f.commit_us,
+                detected_us=f.commit_us,
+                txids=[],
+                rows_affected=0,
+                explanation="",
+                detail={"signals": []},
+            )
+            self._next_id += 1
+            found = _Open(inc, pattern, [])
+            self._open[inc.id] = found
+        inc = found.incident
+        if f.table not in inc.tables:
+            inc.tables.append(f.table)
+        for s in hits:
+            for c in s.columns:
+                if c not in inc.columns:
+                    inc.columns.append(c)
+        if f.txid not in inc.txids and len(inc.txids) < MAX_TXIDS:
+            inc.txids.append(f.txid)
+        inc.rows_affected += f.rows
+        inc.first_us = min(inc.first_us, f.commit_us)
+        inc.last_us = max(inc.last_us, f.commit_us)
+        if top.score > inc.score:
+            inc.score = round(top.score, 4)
+            inc.kind = top.kind.value
+        signals: list[dict[str, Any]] = inc.detail.setdefault("signals", [])
+        known = {(s["kind"], s["table"], tuple(s["columns"])) for s in signals}
+        for s in hits:
+            if (s.kind.value, f.table, s.columns) not in known and len(signals) < 20:
+                signals.append(_signal(s, f))
+        if len(found.held) < MAX_HELD:
+            found.held.append(asdict(f))
+        inc.severity = self._severity(inc)
+        if inc.status == "open" and inc.action in ("none", "alert_only"):
+            action, status, why = self.rules.decide(f.table, inc.score, inc.severity)
+            inc.action, inc.status = action, status
+            inc.detail["decision"] = why
+        inc.explanation = explain(inc)
+        return inc
+
+    def _severity(self, inc: Incident) -> str:
+        """From the rows touched, the share of the table they are, and its criticality."""
+        rows = inc.rows_affected
+        share = max((rows / self._rows[t] for t in inc.tables if self._rows.get(t)), default=0.0)
+        level = 0
+        if rows >= 20 or share >= 0.01:
+            level = 1
+        if rows >= 1_000 or share >= 0.10:
+            level = 2
+        if rows >= 10_000 or share >= 0.50:
+            level = 3
+        if any(self.rules.critical(t) for t in inc.tables):
+            level = max(level + 1, 2)
+        inc.detail["share"] = round(share, 4)
+        return SEVERITIES[min(level, 3)]
+
+    def _close(self, feats: Sequence[TxFeatures]) -> None:
+        """Forget incidents no transaction has grown for ``GAP_US`` of stream time."""
+        if not feats:
+            return
+        now = max(f.commit_us for f in feats)
+        for iid in [i for i, o in self._open.items() if now - o.incident.last_us > GAP_US]:
+            del self._open[iid]
+
+
+def _signal(s: Signal, f: TxFeatures) -> dict[str, Any]:
+    return {
+        "kind": s.kind.value,
+        "table": f.table,
+        "columns": list(s.columns),
+        "score": round(s.score, 4),
+        "normal": s.normal,
+        "seen": s.seen,
+        "txid": f.txid,
+        "examples": [list(e) if isinstance(e, tuple) else e for e in s.examples][:5],
+    }
+
+
+def explain(inc: Incident) -> str:
+    """One plain-language paragraph: which signals fired, on what, normal against seen."""
+    parts = []
+    for s in inc.detail.get("signals", [])[:4]:
+        on = f"{s['table']}.{','.join(s['columns'])}" if s["columns"] else s["table"]
+        text = f"{s['kind']} on {on}: {s['seen'] or 'unusual'}"
+        if s["normal"]:
+            text += f" (normal: {s['normal']})"
+        parts.append(text)
+    span = ""
+    if len(inc.txids) > 1:
+        minutes = (inc.last_us - inc.first_us) / 60e6
+        span = f"; {len(inc.txids)} transactions over {minutes:.1f} min"
+    return "; ".join(parts) + f"; {inc.rows_affected:,} rows{span}"
+
+
+def features_from(d: dict[str, Any]) -> TxFeatures:
+    """The ``TxFeatures`` that ``asdict`` turned into ``d`` (held in the engine's state)."""
+    cols = tuple(
+        ColumnFeatures(
+            **{
+                **c,
+                "values": tuple((v, n) for v, n in c["values"]),
+                "numbers": tuple(c["numbers"]),
+                "years": tuple(c["years"]),
+            }
+        )
+        for c in d["columns"]
+    )
+    return TxFeatures(
+        **{
+            **d,
+            "columns": cols,
+            "example_keys": tuple(tuple(k) for k in d["example_keys"]),
+        }
+    )
