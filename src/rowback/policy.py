@@ -315,7 +315,9 @@ def _syntax_error(e: tomllib.TOMLDecodeError, text: str, source: str) -> ConfigE
     message = str(e)
     at = _SYNTAX_AT.search(message)
     if at is None:
-        return ConfigError(source, None, "", f"TOML syntax: {message}")
+        last = len(text.splitlines()) or None  # "at end of document": point at the end
+        what = message.removesuffix(" (at end of document)")
+        return ConfigError(source, last, "", f"TOML syntax: {what} at the end of the file")
     line, column = int(at.group(1)), at.group(2)
     what = message[: at.start()]
     return ConfigError(

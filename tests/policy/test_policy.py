@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -244,6 +245,14 @@ def test_a_toml_syntax_error_names_its_line_and_key(tmp_path: Path) -> None:
     assert "\n" not in message
     assert message.startswith(f'{path}:8: tables."public.products".action: TOML syntax: ')
     assert "column" in message
+
+
+def test_a_toml_error_at_the_end_points_at_the_last_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[defaults]\naction = """confirm\n')
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(str(path))}:2: TOML syntax: Unterminated string"
+    ):
+        load_policy(path)
 
 
 def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
