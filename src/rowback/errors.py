@@ -18,3 +18,15 @@ class BadParameter(RowbackError):
 
 class NotFound(RowbackError):
     """What was asked for is not in the store (a table, a transaction)."""
+
+
+class ConfigError(RowbackError):
+    """A file the user wrote is wrong: ``file:line: key: message``, so an editor can jump
+    to it. ``line`` is best effort (None when unknown); ``key`` is the dotted TOML path."""
+
+    def __init__(self, file: str, line: int | None, key: str, message: str) -> None:
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        self.file = file
+        self.line = line
+        self.key = key
