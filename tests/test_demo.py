@@ -66,6 +66,13 @@ def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     zeroed, left, orders, orders_after, stock, stock_after = map(int, undone.groups())
     assert zeroed > 0 and left == 0
     assert (orders, stock) == (orders_after, stock_after)
+    # detection caught the deploy and explained it; the policy asked a person (products)
+    assert re.search(r"incident 1 pending_confirmation: constant on public\.products", flat)
+    assert "40 rows of 40 set to '0.00'" in flat
+    assert "rowback incidents approve 1" in flat
+    # and reverted the runaway job on its own (orders), while the shop went on
+    assert re.search(r"incident 2 \(\w+ on public\.orders\) reverted automatically", flat)
+    assert "orders still cancelled after the automatic revert: 0" in flat
     # and it asks first next time: whatif of the deploy's statement, rolled back (it ran
     # after the revert, which found every price restored: the whatif left them so)
     ask = re.search(r"whatif: (\d+) row\(s\) would change \(0 inserted, (\d+) updated", flat)
@@ -74,7 +81,11 @@ def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     assert elapsed < 60
     assert (tmp_path / "s" / "rowback.duckdb").exists()  # --keep keeps the store
     with DuckDBStore(tmp_path / "s", read_only=True) as store:
-        assert [r.status for r in store.reversions()] == ["applied"]
+        assert [(r.status, r.who) for r in store.reversions()][0] == ("applied", "policy")
+        assert [r.status for r in store.reversions()] == ["applied", "applied"]
+        got = {i.id: (i.tables, i.status) for i in store.incidents()}
+        assert got[1] == (["public.products"], "reverted")
+        assert got[2] == (["public.orders"], "reverted")
     deadline = time.monotonic() + 10  # a loaded machine can take a moment to reap them
     while not _postgres_pids() <= before and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -8,6 +8,7 @@ quarantined; 4 finished, but history gaps were detected (a before image disagree
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -54,6 +55,17 @@ StoreOpt = Annotated[
 ]
 FmtOpt = Annotated[
     Fmt, typer.Option("--format", "-f", help="table, json (one object per line) or csv.")
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="ROWBACK_CONFIG",
+        help="Policy file (thresholds, actions, webhooks) [default: ./rowback.toml if any].",
+    ),
+]
+DetectOpt = Annotated[
+    bool, typer.Option("--detect/--no-detect", help="Judge every change for damage.")
 ]
 WHEN_HELP = "ISO-8601 with zone, relative (-5m, 2h ago), lsn:0/16B3748 or tx:TXID (just before)."
 
@@ -196,6 +208,8 @@ def run(
     query_timeout: Annotated[
         float, typer.Option(help="Seconds a read may run before it is stopped.", min=0.1)
     ] = 60.0,
+    config: ConfigOpt = None,
+    detect: DetectOpt = True,
 ) -> None:
     """Capture continuously and serve the store over HTTP (REST API) in one process.
 
@@ -211,6 +225,7 @@ def run(
     path = store_path(store)
     s = open_store(path)
     try:
+        policy = _watch(s, config, replay=source is None) if detect else None
         runner, live, ready = _runner(
             s,
             source,
@@ -227,11 +242,23 @@ def run(
             batch,
         )
 
+        notify = lambda m: typer.echo(f"rowback: {m}", err=True)  # noqa: E731
+        responders = []
+
         def make_app(token: str) -> Any:
             ctx = ServiceContext(s, token, query_timeout, live=live, ready=ready, source_dsn=source)
+            if policy is not None:
+                from rowback.respond import Responder
+
+                responders.append(Responder(ctx, policy, notify))
+                responders[-1].start()
             return create_app(ctx)
 
-        run_service(path, make_app, runner, listen, lambda m: typer.echo(f"rowback: {m}", err=True))
+        try:
+            run_service(path, make_app, runner, listen, notify)
+        finally:
+            for r in responders:
+                r.stop()
     finally:
         s.close()
 
@@ -390,8 +417,13 @@ def ingest(
     subject: Annotated[str | None, typer.Option(help="JetStream subject filter.")] = None,
     group: Annotated[str, typer.Option(help="Durable consumer / consumer group.")] = "rowback",
     once: Annotated[bool, typer.Option(help="Stop when the stream is drained.")] = False,
+    config: ConfigOpt = None,
+    detect: DetectOpt = True,
 ) -> None:
-    """Ingest Debezium change events from a file, stdin, NATS JetStream or Redis Streams."""
+    """Ingest Debezium change events from a file, stdin, NATS JetStream or Redis Streams.
+
+    Detection judges every change as it is stored (event commit times are its clock, so
+    the same input gives the same incidents); see `rowback incidents`."""
     if fmt != "debezium":
         raise RowbackError(f"--format {fmt}: the only input format is debezium")
     keys = _parse_keys(key or [])
@@ -402,6 +434,8 @@ def ingest(
 
     s = open_store(store_path(store))
     try:
+        if detect:
+            _watch(s, config, replay=True)
         if nats or redis:
             if not stream:
                 raise RowbackError("--stream is required with --nats or --redis")
@@ -919,6 +953,203 @@ def reversions(
             s.close()
 
     _query(store, fmt, "/api/v1/reversions", {}, reversions_result)
+
+
+def _watch(s: Store, config: Path | None, replay: bool) -> Any:
+    """Attach detection to ``s`` under the policy file (``config``, else ./rowback.toml
+    when there is one, else the defaults); the policy."""
+    from rowback.detect.watch import attach
+    from rowback.policy import Policy, load_policy
+
+    if config is None and Path("rowback.toml").is_file():
+        config = Path("rowback.toml")
+        typer.echo("rowback: policy from ./rowback.toml", err=True)
+    policy = load_policy(config) if config is not None else Policy.default()
+    attach(s, policy, replay)
+    return policy
+
+
+incidents_app = typer.Typer(
+    help="Incidents detection opened: list, show, approve (revert) or dismiss them.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(incidents_app, name="incidents")
+
+
+@incidents_app.callback()
+def incidents(ctx: typer.Context, store: StoreOpt = None, fmt: FmtOpt = Fmt.table) -> None:
+    """Every incident, oldest first: its kind, score (0-1), severity, status, time span,
+    transactions, rows affected, the policy's action and a plain-language explanation."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rowback.views import incidents_result
+
+    _query(store, fmt, "/api/v1/incidents", {}, incidents_result)
+
+
+@incidents_app.command("show")
+def incidents_show(
+    iid: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
+    target: Annotated[
+        str | None,
+        typer.Option(help="DSN of the captured database: also count rows referencing it."),
+    ] = None,
+    store: StoreOpt = None,
+    fmt: FmtOpt = Fmt.table,
+) -> None:
+    """One incident with its signals (what is normal, what was seen, example keys), what
+    the policy decided, and its impact: rows, share of each table, numeric deltas, later
+    transactions a revert would meet, and the spread if it continues."""
+    import orjson
+
+    from rowback.client import ServiceGone, get_json
+    from rowback.service import read_info
+    from rowback.views import incident_doc
+
+    info = read_info(store_path(store))
+    doc = None
+    if info is not None:
+        with contextlib.suppress(ServiceGone):
+            doc = get_json(info, f"/api/v1/incidents/{iid}")
+    if doc is None:
+        with _reader(store) as s:
+            doc = incident_doc(s, iid, target)
+    if fmt != Fmt.table:
+        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+        return
+    width = max(len(k) for k in doc)
+    for k, v in doc.items():
+        if k != "detail":
+            typer.echo(f"{k:<{width}}  {v}")
+    for sig in doc["detail"].get("signals", []):
+        on = f"{sig['table']}.{','.join(sig['columns'])}" if sig["columns"] else sig["table"]
+        line = f"signal    {sig['kind']} {sig['score']:.2f} on {on}: {sig['seen']}"
+        typer.echo(line + (f" (normal: {sig['normal']})" if sig["normal"] else ""))
+        if sig.get("examples"):
+            typer.echo(f"          e.g. {sig['examples']}")
+    if doc["detail"].get("decision"):
+        typer.echo(f"policy    {doc['detail']['decision']}")
+    for line in _impact_lines(doc["impact"]):
+        typer.echo(f"impact    {line}")
+
+
+def _impact_lines(im: dict[str, Any]) -> list[str]:
+    out = []
+    for t in im["tables"]:
+        cols = ", ".join(f"{c} ({n})" for c, n in t["columns"].items())
+        out.append(
+            f"{t['table']}: {t['rows']:,} rows ({t['share']:.1%} of the table; "
+            f"{t['inserted']} inserted, {t['updated']} updated, {t['deleted']} deleted)"
+            + (f"; columns {cols}" if cols else "")
+        )
+    for col, n in im["numeric"].items():
+        out.append(
+            f"{col}: {n['cells']} cells, delta sum {n['delta_sum']:g} "
+            f"[{n['delta_min']:g} .. {n['delta_max']:g}], "
+            f"before {n['before'][0]:g}..{n['before'][1]:g}, "
+            f"after {n['after'][0]:g}..{n['after'][1]:g}"
+        )
+    for r in im.get("referencing", []):
+        out.append(f"{r['rows']:,} rows of {r['table']} reference the damaged {r['parent']} rows")
+    for r in im.get("cascaded", []):
+        out.append(f"ON DELETE CASCADE took {r['rows']:,} rows of {r['table']} with {r['parent']}")
+    if im["later"]:
+        clash = [x for x in im["later"] if x["conflicting_rows"]]
+        txs = ", ".join(str(x["txid"]) for x in clash[:5])
+        out.append(
+            f"{len(im['later'])} later transaction(s) touched the same rows; "
+            + (f"{len(clash)} wrote the same cells ({txs})" if clash else "none the same cells")
+        )
+    sp = im["spread"]
+    if "rows_per_minute" in sp:
+        line = f"spreading at {sp['rows_per_minute']:,} rows/min"
+        if sp.get("minutes_to_whole_table") is not None:
+            line += f", the whole table in {sp['minutes_to_whole_table']} min if it goes on"
+        out.append(line)
+    return out
+
+
+@incidents_app.command("dismiss")
+def incidents_dismiss(
+    iid: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
+    reason: Annotated[str, typer.Option(help="Why this is not damage, for the record.")],
+    store: StoreOpt = None,
+) -> None:
+    """Close an incident as normal traffic: detection learns its pattern, so the same
+    job or statement does not alert again."""
+    from rowback import incidents as ops
+    from rowback.client import ServiceGone, post
+    from rowback.service import read_info
+
+    info = read_info(store_path(store))
+    if info is not None:
+        try:
+            post(info, f"/api/v1/incidents/{iid}/dismiss", {"reason": reason})
+            typer.echo(f"rowback: incident {iid} dismissed", err=True)
+            return
+        except ServiceGone:
+            pass
+    s = open_store(store_path(store))
+    try:
+        _watch(s, None, replay=True)
+        ops.dismiss(s, iid, reason)
+    finally:
+        s.close()
+    typer.echo(f"rowback: incident {iid} dismissed", err=True)
+
+
+@incidents_app.command("approve")
+def incidents_approve(
+    iid: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
+    target: Annotated[
+        str | None,
+        typer.Option(help="DSN of the captured database [default: the service's source]."),
+    ] = None,
+    mode: Annotated[str, typer.Option(help="nocascade, cascade, nonconflict or force.")] = (
+        "nocascade"
+    ),
+    store: StoreOpt = None,
+) -> None:
+    """Revert an incident's transactions (as `rowback revert --txid …` would, recorded
+    as a reversion) and mark the incident reverted."""
+    from rowback import incidents as ops
+    from rowback.client import ServiceGone, post
+    from rowback.revert.plan import Mode
+    from rowback.service import read_info
+
+    try:
+        m = Mode(mode)
+    except ValueError:
+        raise BadParameter(
+            "--mode", f"{mode!r} is not one of nocascade, cascade, nonconflict, force"
+        ) from None
+    info = read_info(store_path(store))
+    if info is not None:
+        try:
+            body: dict[str, object] = {"mode": m.value, "target": target}
+            doc = post(info, f"/api/v1/incidents/{iid}/approve", body)
+            typer.echo(
+                f"rowback: incident {iid} reverted by reversion {doc['reversion']} "
+                f"({doc['rows']} rows)",
+                err=True,
+            )
+            return
+        except ServiceGone:
+            pass
+    if target is None:
+        raise RowbackError("give --target DSN: no running service lends its source")
+    s = open_store(store_path(store))
+    try:
+        _watch(s, None, replay=True)
+        done = ops.approve(s, ops.find(s, iid), target, m)
+    finally:
+        s.close()
+    typer.echo(
+        f"rowback: incident {iid} reverted by reversion {done.outcome.id} "
+        f"({done.outcome.applied.rows} rows)",
+        err=True,
+    )
 
 
 @app.command()

@@ -71,6 +71,20 @@ def post(info: ServiceInfo, path: str, body: Mapping[str, object]) -> Any:
     return orjson.loads(r.content)
 
 
+def get_json(info: ServiceInfo, path: str) -> Any:
+    """GET ``path``'s JSON answer, or the offline error."""
+    headers = {"Authorization": f"Bearer {info.token}"}
+    try:
+        r = httpx.get(info.url + path, headers=headers, timeout=TIMEOUT)
+    except httpx.ConnectError as e:
+        raise ServiceGone(f"the service at {info.url} is not answering: {e}") from None
+    except httpx.HTTPError as e:
+        raise RowbackError(f"the service at {info.url} failed to answer: {e}") from None
+    if r.status_code != 200:
+        raise _problem(r.status_code, r.content)
+    return orjson.loads(r.content)
+
+
 def revert_body(req: Request, dry_run: bool, sql: bool) -> dict[str, object]:
     """``POST /api/v1/reversions``'s body for what ``rowback revert`` was asked."""
     return {

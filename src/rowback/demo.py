@@ -1,9 +1,12 @@
 """``rowback demo``: a throwaway PostgreSQL, a small shop under load, and time travel.
 
-The story: capture runs while customers order; halfway through, a bad deploy zeroes every
-product's price (an UPDATE without WHERE). Rowback then shows the catalogue as it was just
-before that transaction, one product's history, and everything the bad transaction did,
-and reverts it in PostgreSQL: the prices come back, the orders placed since stay.
+The story: capture runs, with detection, while customers order; halfway through, a bad
+deploy zeroes every product's price (an UPDATE without WHERE). Detection catches it within
+a second and explains it; the policy says a person confirms reverts of products. Later a
+runaway job cancels every order: orders revert automatically, while the shop goes on.
+Rowback then shows the catalogue as it was just before the deploy, one product's history,
+everything the bad transaction did and its impact, and on confirmation reverts it in
+PostgreSQL: the prices come back, the orders placed since stay.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import psycopg2
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from rowback.detect.watch import attach
 from rowback.pgserver import PgServer
+from rowback.policy import parse_policy
 from rowback.render import to_json_value, write_rows
 from rowback.sources.postgres.capture import Capture, CaptureConfig
 from rowback.store.base import Result
@@ -56,6 +61,18 @@ SELECT 'SKU-' || lpad(g::text, 4, '0'), 'Product ' || g, round((5 + g * 1.37)::n
 FROM generate_series(1, 40) g;
 """
 
+POLICY = """
+[defaults]
+action = "alert_only"
+
+[tables."public.products"]
+action = "confirm"
+
+[tables."public.orders"]
+action = "auto_revert"
+"""
+"""The demo's rowback.toml: a person confirms reverts of products; orders revert at once."""
+
 
 def _order(cur: psycopg2.extensions.cursor, rng: random.Random) -> None:
     cur.execute(
@@ -78,14 +95,18 @@ def _order(cur: psycopg2.extensions.cursor, rng: random.Random) -> None:
     )
 
 
-def _workload(dsn: str, seconds: float, progress: Progress) -> tuple[int, datetime]:
-    """Run the shop; return the bad transaction's id and a moment well before it."""
+def _workload(
+    dsn: str, seconds: float, progress: Progress, seen: Callable[[], None]
+) -> tuple[int, datetime]:
+    """Run the shop; return the bad transaction's id and a moment well before it.
+    ``seen``: tells what detection found so far (called as the shop runs)."""
     rng = random.Random(7)
     conn = psycopg2.connect(dsn)
     cur = conn.cursor()
     task = progress.add_task("shop workload", total=seconds)
     start = time.monotonic()
     bad_txid = 0
+    runaway = False
     earlier = datetime.now(UTC)
     while (elapsed := time.monotonic() - start) < seconds:
         _order(cur, rng)
@@ -112,6 +133,14 @@ def _workload(dsn: str, seconds: float, progress: Progress) -> tuple[int, dateti
                 f"[bold red]bad deploy:[/] transaction {bad_txid} ran "
                 "UPDATE products SET price = 0 -- no WHERE"
             )
+        if bad_txid and not runaway and elapsed > seconds * 0.8:
+            runaway = True
+            cur.execute("UPDATE orders SET status = 'cancelled'")  # a runaway job
+            conn.commit()
+            progress.console.print(
+                "[bold red]runaway job:[/] UPDATE orders SET status = 'cancelled' -- every order"
+            )
+        seen()
         progress.update(task, completed=min(elapsed, seconds))
         time.sleep(0.01)
     conn.close()
@@ -152,23 +181,33 @@ def _as_diffs(result: Result, keep: list[str], around: int | None = None) -> Res
 
 
 @contextmanager
-def _served(store: DuckDBStore) -> Iterator[Callable[[str, dict[str, str]], list[Any]]]:
-    """The REST API over ``store`` on a free loopback port, as ``rowback run`` serves it;
-    yields a function that GETs a path and returns its rows."""
+def _served(
+    store: DuckDBStore, dsn: str, console: Console
+) -> Iterator[Callable[[str, dict[str, str]], list[Any]]]:
+    """The REST API over ``store`` on a free loopback port, as ``rowback run`` serves it,
+    and the policy acting on incidents beside it; yields a function that GETs a path and
+    returns its rows."""
     import secrets
 
     import httpx
 
     from rowback.api import create_app
     from rowback.api.context import ServiceContext
+    from rowback.policy import parse_policy
+    from rowback.respond import Responder
     from rowback.service import bind, serving
 
     token = secrets.token_urlsafe(16)
     sock = bind("127.0.0.1", 0)
     host, port = sock.getsockname()[:2]
+    ctx = ServiceContext(store, token, source_dsn=dsn)
+    responder = Responder(
+        ctx, parse_policy(POLICY, "demo"), lambda m: console.print(f"[bold]policy:[/] {m}")
+    )
+    responder.start()
     try:
         with (
-            serving(create_app(ServiceContext(store, token)), sock),
+            serving(create_app(ctx), sock),
             httpx.Client(
                 base_url=f"http://{host}:{port}",
                 headers={"Authorization": f"Bearer {token}"},
@@ -183,7 +222,19 @@ def _served(store: DuckDBStore) -> Iterator[Callable[[str, dict[str, str]], list
 
             yield ask
     finally:
+        responder.stop()
         sock.close()
+
+
+def _cancelled(dsn: str) -> int:
+    conn = psycopg2.connect(dsn)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM orders WHERE status = 'cancelled'")
+        got = cur.fetchone()
+        return int(got[0]) if got else 0
+    finally:
+        conn.close()
 
 
 def _shop_state(dsn: str) -> tuple[int, int, int]:
@@ -202,27 +253,67 @@ def _shop_state(dsn: str) -> tuple[int, int, int]:
         conn.close()
 
 
+def _settled(store: DuckDBStore, wait: float = 20.0) -> None:
+    """Give the policy a moment to finish what it started (the automatic revert)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if not any(i.status == "reverting" for i in store.incidents()):
+            return
+        time.sleep(0.2)
+
+
+def _incidents(console: Console, store: DuckDBStore) -> None:
+    """What detection found, and the impact of the deploy's incident."""
+    from rowback.views import incident_doc, incidents_result
+
+    got = incidents_result(store)
+    keep = ["id", "tables", "kind", "score", "severity", "status", "rows_affected", "action"]
+    idx = [got.columns.index(c) for c in keep]
+    rows = [tuple(r[i] for i in idx) for r in got.rows]
+    _show(console, "rowback incidents", Result(keep, rows, {"tables": "row"}))
+    deploy = _deploy_incident(store)
+    if deploy is None:
+        console.print("[bold red]detection missed the bad deploy[/]")
+        return
+    doc = incident_doc(store, deploy.id)
+    console.print(f"[bold]rowback incidents show {deploy.id}[/]: {deploy.explanation}")
+    from rowback.cli import _impact_lines
+
+    for line in _impact_lines(doc["impact"]):
+        console.print(f"  impact: {line}")
+
+
+def _deploy_incident(store: DuckDBStore) -> Any:
+    return next(
+        (i for i in store.incidents() if "public.products" in i.tables and i.rows_affected >= 40),
+        None,
+    )
+
+
 def _undo(console: Console, store: DuckDBStore, dsn: str, bad_txid: int) -> None:
-    """The end of the story: revert the bad deploy in PostgreSQL, cell by cell, keeping
-    the orders (and the stock they moved) that ran since."""
+    """The end of the story: a person approves the deploy's incident, which reverts it in
+    PostgreSQL cell by cell, keeping the orders (and the stock they moved) that ran since."""
+    from rowback import incidents as ops
     from rowback.revert.plan import Mode
-    from rowback.revert.run import Request, apply_recorded, plan_for
+    from rowback.revert.run import Refused, Request, apply_recorded, plan_for
 
     zeroed, orders, stock = _shop_state(dsn)
-    req = Request(txids=[bad_txid], target=dsn, reason="demo: the bad deploy")
-    plan = plan_for(store, req)
-    cells = sum(len(r.cells) for r in plan.writes)
-    console.print(
-        f"[bold]rowback revert --txid {bad_txid}[/] (plan: {len(plan.writes)} rows, "
-        f"{cells} cells, {len(plan.conflicts)} conflicts; later edits of other columns "
-        "are kept)"
-    )
-    if plan.refused:  # a later write to a zeroed price: revert the rest, report those
-        for c in plan.conflicts[:3]:
-            console.print(f"  conflict: {c.line()}")
-        req = Request(txids=[bad_txid], target=dsn, mode=Mode.nonconflict, reason=req.reason)
+    inc = _deploy_incident(store)
+    if inc is not None and bad_txid in inc.txids and inc.status == "pending_confirmation":
+        console.print(f"[bold]rowback incidents approve {inc.id}[/] (a person confirms)")
+        try:
+            done = ops.approve(store, inc, dsn).outcome
+        except Refused as e:  # a later write to a zeroed price: revert the rest
+            console.print(f"  {e}")
+            done = ops.approve(store, inc, dsn, Mode.nonconflict).outcome
+    else:
+        req = Request(txids=[bad_txid], target=dsn, reason="demo: the bad deploy")
         plan = plan_for(store, req)
-    done = apply_recorded(store, req, plan)
+        console.print(f"[bold]rowback revert --txid {bad_txid}[/] ({len(plan.writes)} rows)")
+        if plan.refused:
+            req = Request(txids=[bad_txid], target=dsn, mode=Mode.nonconflict, reason=req.reason)
+            plan = plan_for(store, req)
+        done = apply_recorded(store, req, plan)
     after = _shop_state(dsn)
     console.print(
         f"reverted in PostgreSQL by transaction {done.applied.txid} (reversion {done.id}): "
@@ -259,17 +350,20 @@ def run_demo(keep: Path | None = None, seconds: float = 12.0) -> None:
         conn.close()
         console.print(f"PostgreSQL on port {server.port}; store in {store_dir}")
         store = DuckDBStore(store_dir)
+        attach(store, parse_policy(POLICY, "demo"))
         cap = Capture(CaptureConfig(dsn, flush_interval=0.2), store)
         thread = threading.Thread(target=cap.run, name="capture", daemon=True)
         thread.start()
-        with _served(store) as ask:
+        with _served(store, dsn, console) as ask:
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 TimeRemainingColumn(),
                 console=console,
             ) as progress:
-                bad_txid, earlier = _workload(dsn, seconds, progress)
+                bad_txid, earlier = _workload(dsn, seconds, progress, lambda: None)
+            _settled(store)
+            console.print(f"orders still cancelled after the automatic revert: {_cancelled(dsn)}")
             # the shadow is live: ask the API while capture keeps writing
             live = ask("/api/v1/tables/products/asof", {"at": "now", "filter": "price:eq:0"})
             console.print(
@@ -306,6 +400,7 @@ def run_demo(keep: Path | None = None, seconds: float = 12.0) -> None:
         _show(console, f"history of product 1 around tx {bad_txid}", hist)
         did = _as_diffs(store.tx(bad_txid), ["table", "op", "key"])
         _show(console, f"transaction {bad_txid}: everything it did", did, 5)
+        _incidents(console, store)
         _undo(console, store, dsn, bad_txid)
         _preview(console, dsn)
         store.close()

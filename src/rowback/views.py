@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from rowback.errors import NotFound
 from rowback.store.base import Reader, Result, TableInfo
 from rowback.when import format_lsn
 
@@ -173,3 +174,76 @@ def reversions_result(reader: Reader) -> Result:
         for r in reader.reversions()
     ]
     return Result(list(REVERSION_COLUMNS), rows, {"selection": "row", "plan": "row"})
+
+
+INCIDENT_COLUMNS = [
+    "id",
+    "tables",
+    "kind",
+    "score",
+    "severity",
+    "status",
+    "first_ts",
+    "last_ts",
+    "detected_at",
+    "txids",
+    "rows_affected",
+    "action",
+    "explanation",
+    "columns",
+    "source",
+    "reason",
+    "reversion",
+]
+
+
+def _at(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1e6, UTC)
+
+
+def incidents_result(reader: Reader, iid: int | None = None) -> Result:
+    """Every incident, oldest first, or one (``rowback incidents``, the API's list)."""
+    got = reader.incidents()
+    if iid is not None:
+        got = [i for i in got if i.id == iid]
+        if not got:
+            raise NotFound(f"incident {iid} is not in the store (see `rowback incidents`)")
+    rows = [
+        (
+            i.id,
+            i.tables,
+            i.kind,
+            i.score,
+            i.severity,
+            i.status,
+            _at(i.first_us),
+            _at(i.last_us),
+            _at(i.detected_us),
+            i.txids,
+            i.rows_affected,
+            i.action,
+            i.explanation,
+            i.columns,
+            i.source,
+            i.reason,
+            i.reversion,
+        )
+        for i in got
+    ]
+    return Result(list(INCIDENT_COLUMNS), rows, {"tables": "row", "txids": "row", "columns": "row"})
+
+
+def incident_doc(reader: Reader, iid: int, target: str | None = None) -> dict[str, Any]:
+    """One incident as ``--format json`` prints it, with its ``detail`` (signals, what is
+    normal and what was seen, the policy's decision) and its ``impact`` (with ``target``,
+    also the rows that reference it): ``incidents show``, the API and alerts."""
+    from rowback.render import iter_text
+    from rowback.revert.impact import impact
+
+    got = incidents_result(reader, iid)
+    line = "".join(iter_text("json", got.columns, got.rows, got.types))
+    doc: dict[str, Any] = orjson.loads(line)
+    inc = next(i for i in reader.incidents() if i.id == iid)
+    doc["detail"] = inc.detail
+    doc["impact"] = orjson.loads(orjson.dumps(impact(reader, inc, target), default=str))
+    return doc

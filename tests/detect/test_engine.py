@@ -23,9 +23,7 @@ from rowback.store.duckdb import DuckDBStore
 ORDERS = TableSchema(
     "pg", "public", "orders", (Column("id", "int", key=True), Column("price", "numeric"))
 )
-ITEMS = TableSchema(
-    "pg", "public", "items", (Column("id", "int", key=True), Column("qty", "int"))
-)
+ITEMS = TableSchema("pg", "public", "items", (Column("id", "int", key=True), Column("qty", "int")))
 MIN = 60 * 1_000_000
 
 

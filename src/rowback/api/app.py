@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rowback import __version__
-from rowback.api import auth, problems, read, revert, status, whatif
+from rowback.api import auth, incidents, problems, read, revert, status, whatif
 from rowback.api.context import ServiceContext
 
 
@@ -29,4 +29,5 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.include_router(status.router)
     app.include_router(revert.router)
     app.include_router(whatif.router)
+    app.include_router(incidents.router)
     return app

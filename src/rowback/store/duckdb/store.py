@@ -434,7 +434,10 @@ class DuckDBStore:
             observer.restore(incident_log.load_state(self._con))
 
     def incidents(self) -> list[Incident]:
-        return self._reading().incidents()
+        # under the writer's lock: the service's responder asks from its own thread
+        # while capture writes on the same connection
+        with self._write_lock:
+            return self._reading().incidents()
 
     @_writing
     def update_incident(

@@ -1,0 +1,42 @@
+"""Detection attached to a store: the policy file's rules as the engine reads them, and
+one call that makes a store judge every write (``rowback run`` and ``rowback ingest``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import rowback.policy as pol
+from rowback.detect.engine import Engine
+from rowback.detect.registry import default_detectors
+from rowback.store.base import Store
+
+
+class PolicyRules:
+    """``engine.Rules`` from a parsed ``rowback.toml``; ``replay``: no database to revert
+    (``rowback ingest``), so auto_revert asks for confirmation instead."""
+
+    def __init__(self, policy: pol.Policy, replay: bool) -> None:
+        self.policy = policy
+        self.replay = replay
+
+    def threshold(self, table: str) -> float:
+        return self.policy.for_table(table).threshold
+
+    def critical(self, table: str) -> bool:
+        return self.policy.for_table(table).critical
+
+    def in_maintenance(self, table: str, at_us: int) -> bool:
+        at = datetime.fromtimestamp(at_us / 1e6, UTC)
+        return pol.in_maintenance(self.policy, table, at)
+
+    def decide(self, table: str, score: float, severity: str) -> tuple[str, str, str]:
+        d = pol.decide(self.policy, table, score, pol.Severity[severity], self.replay)
+        return d.action.value, d.status.value, d.why
+
+
+def attach(store: Store, policy: pol.Policy | None = None, replay: bool = False) -> Engine:
+    """Make ``store`` judge every later write with the default detectors, restored to
+    what they learned before (kept in the store)."""
+    engine = Engine(default_detectors, PolicyRules(policy or pol.Policy.default(), replay))
+    store.watch(engine)
+    return engine
