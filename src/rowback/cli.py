@@ -636,9 +636,10 @@ def revert(
         list[str] | None,
         typer.Option(
             "--where",
-            help="Or the rows of --table matching this (as `asof --where`; repeatable, "
-            "ANDed), brought back to --to: the rows that matched AT --to, and rows inserted "
-            "after it that matched as their transaction inserted them.",
+            help="Or the rows of --table matching this (as `asof --where`, e.g. "
+            '"price < 5"; repeatable, ANDed), brought back to --to: the rows that matched '
+            "then (at --to, not now), and rows inserted after it that matched as their "
+            "transaction inserted them.",
         ),
     ] = None,
     to: Annotated[
