@@ -653,7 +653,37 @@ def revert(
         str | None, typer.Option(help="Or every transaction after this. " + WHEN_HELP)
     ] = None,
     until: Annotated[str | None, typer.Option(help="...up to this (inclusive).")] = None,
-    table: Annotated[str | None, typer.Option(help="With --since: only this table.")] = None,
+    table: Annotated[
+        str | None,
+        typer.Option(help="With --since: only this table; with --key or --where: its rows."),
+    ] = None,
+    key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--key",
+            "-k",
+            help="Or one row of --table, by its primary key value(s) (as `history --key`: "
+            "repeat or comma-separate), brought back to --to.",
+        ),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            help="Or the rows of --table matching this (as `asof --where`, e.g. "
+            '"price < 5"; repeatable, ANDed), brought back to --to: the rows that matched '
+            "then (at --to, not now), and rows inserted after it that matched as their "
+            "transaction inserted them.",
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="With --table and --key/--where: revert every change to those rows (only "
+            "their cells) after this. " + WHEN_HELP,
+        ),
+    ] = None,
     mode: Annotated[
         str,
         typer.Option(
@@ -686,6 +716,12 @@ def revert(
 ) -> None:
     """Undo exactly the cells some transactions wrote; later edits of other cells survive.
 
+    Or bring rows back: --table T --key K --to WHEN (or --where FILTER --to WHEN)
+    reverts every change to those rows after WHEN, and only their cells, not the other
+    rows the same transactions wrote. --where matches the rows as they were at WHEN
+    (plus rows inserted after it, as inserted); --since/--until instead of --to
+    reverts only their changes in that window.
+
     Every statement is guarded by the values the shadow holds for its row, in one
     PostgreSQL transaction: a row changed since the plan is never overwritten. Applied
     reverts are recorded (`rowback reversions`) and can be undone (--reversion ID)."""
@@ -703,6 +739,9 @@ def revert(
         raise RowbackError(
             "give --target DSN (the store does not record the source's DSN), or --dry-run/--sql"
         )
+    from rowback.filters import parse_where
+
+    filters = [f for w in where or [] for f in parse_where(w)]
     req = rr.Request(
         txid or [],
         reversion,
@@ -717,6 +756,9 @@ def revert(
         parse_when(until) if until else None,
         table,
         disable_triggers,
+        parse_when(to) if to else None,
+        key or [],
+        filters,
     )
     if _revert_served(store, req, dry_run, sql, fmt):
         return

@@ -87,12 +87,17 @@ def get_json(info: ServiceInfo, path: str) -> Any:
 
 def revert_body(req: Request, dry_run: bool, sql: bool) -> dict[str, object]:
     """``POST /api/v1/reversions``'s body for what ``rowback revert`` was asked."""
+    from rowback.revert.run import filter_doc
+
     return {
         "txids": list(req.txids),
         "reversion": req.undo,
         "since": point_text(req.since) if req.since else None,
         "until": point_text(req.until) if req.until else None,
         "table": req.table,
+        "key": list(req.key),
+        "where": [filter_doc(f) for f in req.where],
+        "to": point_text(req.to) if req.to else None,
         "source": req.source,
         "mode": req.mode.value,
         "target": req.target,

@@ -102,6 +102,31 @@ def parse_param(text: str, param: str = "filter") -> Filter:
     return Filter(column, op, value)
 
 
+def from_parts(
+    column: str, op: Op, value: str | list[str] | tuple[str, ...] | None, param: str = "where"
+) -> Filter:
+    """A filter from its structured parts (an API body's ``{column, op, value}``),
+    checked as :func:`parse_param` checks its text.
+
+    >>> from_parts("id", Op.in_, ["1", "2"])
+    Filter(column='id', op=<Op.in_: 'in'>, value=('1', '2'))
+    """
+    shown = f"{param} {column} {op.value}"
+    if not column:
+        raise BadParameter(param, f"{param}: a condition needs a column")
+    if op in UNARY:
+        if value is not None:
+            raise BadParameter(param, f"{shown}: {op.value} takes no value")
+        return Filter(column, op)
+    if op is Op.in_:
+        if not isinstance(value, list | tuple):
+            raise BadParameter(param, f"{shown}: in takes a list of values")
+        return Filter(column, op, tuple(str(v) for v in value))
+    if not isinstance(value, str):
+        raise BadParameter(param, f"{shown}: {op.value} needs one value")
+    return Filter(column, op, value)
+
+
 def _scalar(v: object) -> bool:
     return isinstance(v, str | int | float | bool)
 

@@ -23,6 +23,8 @@ from rowback.api.context import ServiceContext
 from rowback.api.problems import MEDIA, Problem
 from rowback.api.read import AcceptH, FormatQ, WidthQ, answer
 from rowback.errors import BadParameter, NotFound, RowbackError
+from rowback.filters import Op as FilterOp
+from rowback.filters import from_parts
 from rowback.render import iter_text
 from rowback.revert import DEFAULT_MAX_ROWS, PLAN_COLUMNS, plan_rows
 from rowback.revert import apply as ra
@@ -43,8 +45,20 @@ CATCH_UP_S = 30.0
 was asked, before it says how far behind the shadow is."""
 
 
+class FilterBody(BaseModel):
+    """One condition on a row: ``column op value`` (``value``: a list for ``in``, none
+    for ``isnull``/``notnull``), as ``filter=column:op:value`` of the read routes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str
+    op: FilterOp
+    value: str | list[str] | None = None
+
+
 class RevertBody(BaseModel):
-    """What to revert and how: ``txids``, a reversion to undo, or a window."""
+    """What to revert and how: ``txids``, a reversion to undo, a window, or rows of one
+    table (``key`` or ``where``) brought back to a point (``to``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -52,7 +66,20 @@ class RevertBody(BaseModel):
     reversion: int | None = Field(None, description="Undo this reversion (its id).")
     since: str | None = Field(None, description="Every transaction after this point.")
     until: str | None = Field(None, description="...up to this point (inclusive).")
-    table: str | None = Field(None, description="With since/until: only this table.")
+    table: str | None = Field(
+        None, description="With since/until: only this table; with key or where: its rows."
+    )
+    key: list[str] = Field(
+        default_factory=list, description="With table and to: one row, by its key value(s)."
+    )
+    where: list[FilterBody] = Field(
+        default_factory=list,
+        description="With table and to: the rows that matched all of these at to (and rows "
+        "inserted after it that matched them as inserted).",
+    )
+    to: str | None = Field(
+        None, description="With table and key or where: bring those rows back to this point."
+    )
     source: str | None = Field(None, description="The source the txids are of.")
     mode: Mode = Mode.nocascade
     target: str | None = Field(None, description="DSN of the database to revert.")
@@ -92,6 +119,9 @@ def _request(body: RevertBody) -> rr.Request:
         until=_point("until", body.until),
         table=body.table,
         disable_triggers=body.disable_triggers,
+        to=_point("to", body.to),
+        key=body.key,
+        where=[from_parts(f.column, f.op, f.value, "where") for f in body.where],
     )
 
 
@@ -132,12 +162,12 @@ def _plan(ctx: ServiceContext, req: rr.Request) -> Plan:
         with _reading(ctx) as reader:
             return rr.plan_for(reader, req)
     with _reading(ctx) as reader:
-        identity = rr.shadow_identity(reader, rr.selection(reader, req)[1])
+        identity = rr.shadow_identity(reader, rr.selection(reader, req).source)
     wanted = ra.committed_lsn(req.target, req.slot, identity)
     deadline = time.monotonic() + CATCH_UP_S
     while True:
         with _reading(ctx) as reader:
-            _, source, _ = rr.selection(reader, req)
+            source = rr.selection(reader, req).source
             held = rr.shadow_lsn(reader, source)
             if held >= wanted:
                 return rr.plan_for(reader, req, caught_up=True)

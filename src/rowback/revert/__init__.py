@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 
 from rowback.errors import RowbackError
 from rowback.model import Text
@@ -25,15 +26,17 @@ def prepare(
     source: str | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     tables: set[str] | None = None,
+    keys: Keys | None = None,
 ) -> Plan:
-    """The plan reverting ``txids`` (only their changes to ``tables``, when given), from
-    the versions ``reader`` holds; one-line errors for an unknown txid, a selection with
-    nothing to revert, or too many rows."""
+    """The plan reverting ``txids`` (only their changes to ``tables``, and of those only
+    to the rows ``keys`` names per table, when given), from the versions ``reader``
+    holds; one-line errors for an unknown txid, a selection with nothing to revert, or
+    too many rows."""
     if not txids:
         raise RowbackError("say what to revert: --txid X (repeatable)")
-    got = _cascade(reader, txids, source, tables) if mode is Mode.cascade else None
+    got = _cascade(reader, txids, source, tables, keys) if mode is Mode.cascade else None
     if got is None:
-        got = plan(_versions(reader, txids, source, tables), txids, mode)
+        got = plan(_versions(reader, txids, source, tables, keys), txids, mode)
     if not got.rows:
         shown = ", ".join(str(x) for x in txids)
         raise RowbackError(f"nothing to revert: tx {shown} left no row to change")
@@ -48,23 +51,42 @@ CASCADE_ROUNDS = 50
 """Rounds of pulling in later writers before a cascade gives up (each round re-plans)."""
 
 
+Keys = Mapping[str, set[tuple[Text, ...]]]
+"""Per table, the rows (by key text, as ``touched_versions`` gives it) to revert."""
+
+
 def _versions(
-    reader: Reader, txids: Sequence[int], source: str | None, tables: set[str] | None
+    reader: Reader,
+    txids: Sequence[int],
+    source: str | None,
+    tables: set[str] | None,
+    keys: Keys | None = None,
 ) -> list[TableVersions]:
     versions = reader.touched_versions(txids, source)
-    return [t for t in versions if tables is None or t.table in tables]
+    out = [t for t in versions if tables is None or t.table in tables]
+    if keys is None:
+        return out
+    kept = [
+        replace(t, rows=tuple(r for r in t.rows if r.key in keys.get(t.table, ()))) for t in out
+    ]
+    return [t for t in kept if t.rows]
 
 
 def _cascade(
-    reader: Reader, txids: Sequence[int], source: str | None, tables: set[str] | None
+    reader: Reader,
+    txids: Sequence[int],
+    source: str | None,
+    tables: set[str] | None,
+    keys: Keys | None = None,
 ) -> Plan:
     """Grow the selection by the writers of every conflict until none is left: their own
     later writers come in on the next round (transitively). Each added transaction is
-    reverted whole, in every table, as the ones selected."""
+    reverted whole, in every table, as the ones selected (only in ``tables`` and the
+    rows ``keys`` names, when given)."""
     selected = list(dict.fromkeys(int(x) for x in txids))
     pulled: dict[int, str] = {}
     for _ in range(CASCADE_ROUNDS):
-        got = plan(_versions(reader, selected, source, tables), selected, Mode.cascade)
+        got = plan(_versions(reader, selected, source, tables, keys), selected, Mode.cascade)
         new: dict[int, str] = {}
         for r in got.rows:
             for c in r.conflicts:

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rowback.errors import BadParameter, RowbackError
+from rowback.filters import Filter
+from rowback.model import Text
 from rowback.revert import DEFAULT_MAX_ROWS, prepare
 from rowback.revert import apply as ra
 from rowback.revert import sql as rsql
 from rowback.revert.plan import Mode, Plan
+from rowback.revert.rows import select_rows
 from rowback.store.base import Reader, Reversion, Store
 from rowback.when import Point, point_text
 
@@ -37,6 +40,25 @@ class Request:
     table: str | None = None
     disable_triggers: bool = False
     """Triggers on the target do not fire (the role must be allowed to)."""
+    to: Point | None = None
+    """With ``table`` and ``key`` or ``where``: bring those rows back to this point
+    (every change to them after it is reverted)."""
+    key: Sequence[str] = ()
+    """One row of ``table``, by its key values (as ``rowback history --key``)."""
+    where: Sequence[Filter] = ()
+    """The rows of ``table`` that matched these (all of them) at ``to`` (or ``since``),
+    and those inserted after it that matched them as inserted."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a request selects: the transactions, their source, the tables to revert
+    them in (None: all) and, per table, the rows to revert (None: every row)."""
+
+    txids: list[int]
+    source: str | None
+    tables: set[str] | None = None
+    keys: dict[str, set[tuple[Text, ...]]] | None = None
 
 
 class Refused(RowbackError):
@@ -76,34 +98,56 @@ def resolve_started(store: Store, target: str, reader: Reader | None = None) -> 
     return out
 
 
-def selection(reader: Reader, req: Request) -> tuple[list[int], str | None, set[str] | None]:
-    """The transactions to revert and the tables to revert them in (None: all): the
-    given txids, a window's, or the transaction of the reversion to undo (which must
-    have been applied)."""
+def selection(reader: Reader, req: Request) -> Selection:
+    """The transactions to revert and the tables (and rows) to revert them in: the
+    given txids, a window's, a row selection's (``key``/``where``, after ``to`` or in a
+    window), or the transaction of the reversion to undo (which must have been
+    applied)."""
     window = req.since is not None or req.until is not None
-    given = sum([bool(req.txids), req.undo is not None, window])
+    rows = bool(req.key) or bool(req.where)
+    given = sum([bool(req.txids), req.undo is not None, window or req.to is not None])
     if given > 1:
-        raise BadParameter("--txid", "give one of --txid, --since/--until or --reversion")
+        raise BadParameter("--txid", "give one of --txid, --since/--until, --to or --reversion")
+    if window and req.to is not None:
+        raise BadParameter("--to", "give --to or --since/--until, not both")
+    if rows or req.to is not None:
+        return _rows(reader, req)
     if window:
         return _window(reader, req)
     if req.table is not None:
-        raise BadParameter("--table", "--table goes with --since/--until")
+        raise BadParameter("--table", "--table goes with --since/--until, --key or --where")
     if req.undo is None:
         if not req.txids:
             raise RowbackError(
-                "say what to revert: --txid X (repeatable), --since/--until, or --reversion ID"
+                "say what to revert: --txid X (repeatable), --since/--until, "
+                "--table T --key K --to WHEN, or --reversion ID"
             )
-        return list(req.txids), req.source, None
+        return Selection(list(req.txids), req.source)
     found = [r for r in reader.reversions() if r.id == req.undo]
     if not found:
         raise RowbackError(f"reversion {req.undo} is not in the store (see `rowback reversions`)")
     r = found[0]
     if r.status != "applied" or r.txid is None:
         raise RowbackError(f"reversion {r.id} is {r.status}: only an applied one can be undone")
-    return [r.txid], r.selection.get("source"), None
+    return Selection([r.txid], r.selection.get("source"))
 
 
-def _window(reader: Reader, req: Request) -> tuple[list[int], str | None, set[str] | None]:
+def _rows(reader: Reader, req: Request) -> Selection:
+    """``--table T --key K`` or ``--where F``, ``--to WHEN`` (or in a window): the rows
+    chosen, and the transactions that changed them after the point."""
+    if req.key and req.where:
+        raise BadParameter("--key", "give --key or --where, not both")
+    if not (req.key or req.where):
+        raise BadParameter("--to", "--to goes with --table T and --key K or --where F")
+    lower = req.to if req.to is not None else req.since
+    if req.table is None or lower is None:
+        flag = "--key" if req.key else "--where"
+        raise BadParameter(flag, f"{flag} needs --table T and --to WHEN")
+    got = select_rows(reader, req.table, req.key, req.where, lower, req.until)
+    return Selection(got.txids, req.source or got.source, {got.table}, {got.table: got.keys})
+
+
+def _window(reader: Reader, req: Request) -> Selection:
     """Every transaction that changed rows (of ``req.table``) in (since, until]; the
     initial snapshot is never one of them."""
     got = reader.changes(req.table, req.since, req.until)
@@ -120,7 +164,7 @@ def _window(reader: Reader, req: Request) -> tuple[list[int], str | None, set[st
             f"--{n} {point_text(p)}" for n, p in (("since", req.since), ("until", req.until)) if p
         )
         raise RowbackError(f"nothing to revert: no change {shown}".rstrip())
-    return list(txids), req.source, tables if req.table is not None else None
+    return Selection(list(txids), req.source, tables if req.table is not None else None)
 
 
 def shadow_lsn(reader: Reader, source: str | None) -> int:
@@ -145,16 +189,16 @@ def shadow_identity(reader: Reader, source: str | None) -> dict[str, str] | None
 def plan_for(reader: Reader, req: Request, caught_up: bool = False) -> Plan:
     """Check the shadow holds all the target committed (when a target is given, unless
     the caller has waited for that: ``caught_up``), then plan."""
-    txids, source, tables = selection(reader, req)
+    sel = selection(reader, req)
     if req.target is not None and not caught_up:
         ra.check_caught_up(
             req.target,
-            shadow_lsn(reader, source),
+            shadow_lsn(reader, sel.source),
             req.slot,
             req.publication,
-            shadow_identity(reader, source),
+            shadow_identity(reader, sel.source),
         )
-    return prepare(reader, txids, req.mode, source, req.max_rows, tables)
+    return prepare(reader, sel.txids, req.mode, sel.source, req.max_rows, sel.tables, sel.keys)
 
 
 def write_sql(
@@ -199,6 +243,9 @@ def apply_recorded(
             **({"since": point_text(req.since)} if req.since else {}),
             **({"until": point_text(req.until)} if req.until else {}),
             **({"table": req.table} if req.table else {}),
+            **({"key": list(req.key)} if req.key else {}),
+            **({"where": [filter_doc(f) for f in req.where]} if req.where else {}),
+            **({"to": point_text(req.to)} if req.to else {}),
             **({"pulled": {str(t): w for t, w in plan.pulled.items()}} if plan.pulled else {}),
         },
         mode=req.mode.value,
@@ -231,6 +278,12 @@ def apply_recorded(
     if req.undo is not None:
         store.update_reversion(req.undo, "undone")
     return Outcome(rid, plan, done)
+
+
+def filter_doc(f: Filter) -> dict[str, object]:
+    """A filter as the API body and the record hold it: ``{column, op, value}``."""
+    value = list(f.value) if isinstance(f.value, tuple) else f.value
+    return {"column": f.column, "op": f.op.value, "value": value}
 
 
 def pulled_lines(plan: Plan) -> list[str]:
