@@ -122,11 +122,15 @@ def capture(
     publication: Annotated[str, typer.Option(help="Publication to create or reuse.")] = "rowback",
     batch: Annotated[int, typer.Option(help="Changes per store write.", min=1)] = 20_000,
     fmt: FmtOpt = Fmt.table,
+    config: ConfigOpt = None,
+    detect: DetectOpt = True,
 ) -> None:
     """Capture every row change of a PostgreSQL database into the store (pgoutput).
 
     A lost connection to the source (restart, failover) is retried with a growing pause;
-    with --once, up to 5 times in a row."""
+    with --once, up to 5 times in a row. Detection judges every change as it is stored;
+    here its incidents wait for a person (`rowback incidents`): only `rowback run`
+    reverts automatically."""
     from rowback.progress import capture_progress
     from rowback.sources.postgres.capture import CaptureConfig
     from rowback.sources.postgres.reconnect import ReconnectingCapture
@@ -142,6 +146,8 @@ def capture(
     )
     s = open_store(store_path(store))
     try:
+        if detect:  # no responder here: auto_revert waits for a person, as in replay
+            _watch(s, config, replay=True)
         with capture_progress(enabled=sys.stderr.isatty()) as progress:
             cap = ReconnectingCapture(
                 cfg, s, progress, notify=lambda msg: typer.echo(f"rowback: {msg}", err=True)
@@ -649,6 +655,10 @@ def revert(
     reversion: Annotated[
         int | None, typer.Option("--reversion", help="Undo this reversion (its id).")
     ] = None,
+    incident: Annotated[
+        int | None,
+        typer.Option("--incident", help="Revert an incident's transactions (its id)."),
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="Or every transaction after this. " + WHEN_HELP)
     ] = None,
@@ -759,6 +769,7 @@ def revert(
         parse_when(to) if to else None,
         key or [],
         filters,
+        incident,
     )
     if _revert_served(store, req, dry_run, sql, fmt):
         return

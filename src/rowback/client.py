@@ -92,6 +92,7 @@ def revert_body(req: Request, dry_run: bool, sql: bool) -> dict[str, object]:
     return {
         "txids": list(req.txids),
         "reversion": req.undo,
+        "incident": req.incident,
         "since": point_text(req.since) if req.since else None,
         "until": point_text(req.until) if req.until else None,
         "table": req.table,

@@ -60,7 +60,7 @@ def approve(
     inc = find(store, inc.id)  # as it is now: someone may have acted on it meanwhile
     _decidable(inc, "approved")
     req = rr.Request(
-        txids=list(inc.txids),
+        incident=inc.id,
         source=inc.source,
         mode=mode,
         target=target,
@@ -69,7 +69,7 @@ def approve(
     )
     got = plan(req) if plan is not None else rr.plan_for(store, req)
     outcome = rr.apply_recorded(store, req, got, who=who or getpass.getuser())
-    done = store.update_incident(inc.id, "reverted", reason=req.reason, reversion=outcome.id)
+    done = find(store, inc.id)
     return Approved(done, outcome)
 
 

@@ -303,3 +303,30 @@ def test_kill_9_during_detection_loses_and_repeats_no_incident(
     svc.stop()
     found = sorted(t for i in got for t in i["txids"])
     assert found == sorted(bad), got
+
+
+def test_revert_incident_offline_after_capture_detected_it(
+    bank: str, store_path: Path, tmp_path: Path
+) -> None:
+    """``rowback capture`` detects too; with no service, ``revert --incident`` reverts it."""
+    cfg = policy(tmp_path, '[tables."public.accounts"]\naction = "auto_revert"\n')
+    cli("capture", "--source", bank, "--once", "--config", str(cfg), store=store_path)
+    traffic(bank, 300)
+    before = balances(bank)
+    bad = in_tx(bank, "UPDATE accounts SET balance = -balance WHERE id % 2 = 0")
+    cli("capture", "--source", bank, "--once", "--config", str(cfg), store=store_path)
+    (inc,) = incidents(store_path)
+    # no responder in `capture`: auto_revert waits for a person, as in replay
+    assert (inc["txids"], inc["status"]) == ([bad], "pending_confirmation")
+    cli("revert", "--incident", str(inc["id"]), "--target", bank, store=store_path)
+    assert balances(bank) == before
+    (done,) = incidents(store_path)
+    assert done["status"] == "reverted"
+    rev = json.loads(cli("reversions", "--format", "json", store=store_path).stdout)
+    assert rev["selection"]["incident"] == inc["id"]
+    again = cli(
+        "revert", "--incident", str(inc["id"]), "--target", bank, store=store_path, ok=False
+    )
+    assert again.returncode == 1 and "is reverted" in again.stderr
+    missing = cli("revert", "--incident", "99", "--target", bank, store=store_path, ok=False)
+    assert missing.returncode == 1 and "incident 99 is not in the store" in missing.stderr

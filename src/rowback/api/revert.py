@@ -64,6 +64,7 @@ class RevertBody(BaseModel):
 
     txids: list[int] = Field(default_factory=list, description="Transactions to revert.")
     reversion: int | None = Field(None, description="Undo this reversion (its id).")
+    incident: int | None = Field(None, description="Revert this incident's transactions.")
     since: str | None = Field(None, description="Every transaction after this point.")
     until: str | None = Field(None, description="...up to this point (inclusive).")
     table: str | None = Field(
@@ -108,6 +109,7 @@ def _request(body: RevertBody) -> rr.Request:
     return rr.Request(
         txids=body.txids,
         undo=body.reversion,
+        incident=body.incident,
         mode=body.mode,
         target=body.target,
         source=body.source,

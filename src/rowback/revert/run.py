@@ -48,6 +48,8 @@ class Request:
     where: Sequence[Filter] = ()
     """The rows of ``table`` that matched these (all of them) at ``to`` (or ``since``),
     and those inserted after it that matched them as inserted."""
+    incident: int | None = None
+    """Revert this incident's transactions; the incident is marked reverted once applied."""
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,20 @@ def selection(reader: Reader, req: Request) -> Selection:
     applied)."""
     window = req.since is not None or req.until is not None
     rows = bool(req.key) or bool(req.where)
-    given = sum([bool(req.txids), req.undo is not None, window or req.to is not None])
+    given = sum(
+        [
+            bool(req.txids),
+            req.undo is not None,
+            window or req.to is not None,
+            req.incident is not None,
+        ]
+    )
     if given > 1:
-        raise BadParameter("--txid", "give one of --txid, --since/--until, --to or --reversion")
+        raise BadParameter(
+            "--txid", "give one of --txid, --since/--until, --to, --reversion or --incident"
+        )
+    if req.incident is not None:
+        return _incident(reader, req.incident)
     if window and req.to is not None:
         raise BadParameter("--to", "give --to or --since/--until, not both")
     if rows or req.to is not None:
@@ -130,6 +143,17 @@ def selection(reader: Reader, req: Request) -> Selection:
     if r.status != "applied" or r.txid is None:
         raise RowbackError(f"reversion {r.id} is {r.status}: only an applied one can be undone")
     return Selection([r.txid], r.selection.get("source"))
+
+
+def _incident(reader: Reader, iid: int) -> Selection:
+    """An incident's transactions (detection's selection), if it can still be reverted."""
+    found = [i for i in reader.incidents() if i.id == iid]
+    if not found:
+        raise RowbackError(f"incident {iid} is not in the store (see `rowback incidents`)")
+    inc = found[0]
+    if inc.status not in ("open", "pending_confirmation", "reverting"):
+        raise RowbackError(f"incident {iid} is {inc.status}: only an open one can be reverted")
+    return Selection(list(inc.txids), inc.source)
 
 
 def _rows(reader: Reader, req: Request) -> Selection:
@@ -240,6 +264,7 @@ def apply_recorded(
             "txids": list(plan.txids),
             "source": req.source,
             "reversion": req.undo,
+            **({"incident": req.incident} if req.incident is not None else {}),
             **({"since": point_text(req.since)} if req.since else {}),
             **({"until": point_text(req.until)} if req.until else {}),
             **({"table": req.table} if req.table else {}),
@@ -277,6 +302,8 @@ def apply_recorded(
     store.update_reversion(rid, "applied", done.rows, done.txid)
     if req.undo is not None:
         store.update_reversion(req.undo, "undone")
+    if req.incident is not None:
+        store.update_incident(req.incident, "reverted", reason=req.reason, reversion=rid)
     return Outcome(rid, plan, done)
 
 
