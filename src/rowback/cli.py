@@ -252,7 +252,9 @@ def run(
         responders = []
 
         def make_app(token: str) -> Any:
-            ctx = ServiceContext(s, token, query_timeout, live=live, ready=ready, source_dsn=source)
+            ctx = ServiceContext(
+                s, token, query_timeout, live=live, ready=ready, source_dsn=source, policy=policy
+            )
             if policy is not None:
                 from rowback.respond import Responder
 
@@ -918,9 +920,12 @@ def whatif(
     ] = 1000,
     store: StoreOpt = None,
     fmt: FmtOpt = Fmt.table,
+    config: ConfigOpt = None,
 ) -> None:
     """Show what one statement would change, then roll it back: every row it would insert,
-    update or delete (cascades' and triggers' too), the error it would raise, its time.
+    update or delete (cascades' and triggers' too), the error it would raise, its time,
+    and, when the store has learned what is normal, the detectors' score, explanation
+    and the action the policy would take (summary's "detection").
 
     It runs in a transaction that is always rolled back, under --lock-timeout and
     --statement-timeout; it never commits. Exit code 5: the statement would fail."""
@@ -939,6 +944,13 @@ def whatif(
         got = run_whatif(target, statement, Bounds(lock_timeout, statement_timeout))
         shown = got.changes[:max_rows]
         doc = {"changes": [diff.to_doc(c) for c in shown], "summary": diff.summary(got, len(shown))}
+        if store_path(store).joinpath("rowback.duckdb").exists() and not got.failure:
+            from rowback.detect.verdict import verdict
+            from rowback.policy import Policy, load_policy
+
+            with _reader(store) as r:
+                rules = load_policy(config) if config is not None else Policy.default()
+                doc["summary"]["detection"] = verdict(r, got.changes, rules)
     changes = [diff.from_doc(d) for d in doc["changes"]]
     if fmt is Fmt.json:
         write_rows(sys.stdout, "json", diff.JSON_COLUMNS, diff.json_rows(changes), diff.JSON_TYPES)
@@ -949,6 +961,10 @@ def whatif(
         rows = diff.cell_rows(changes)
         write_rows(sys.stdout, fmt.value, diff.CELL_COLUMNS, rows, diff.CELL_TYPES)
         typer.echo(f"rowback: {diff.summary_line(doc['summary'])}", err=True)
+        if doc["summary"].get("detection"):
+            from rowback.detect.verdict import verdict_line
+
+            typer.echo(f"rowback: {verdict_line(doc['summary']['detection'])}", err=True)
     if doc["summary"]["would_fail"]:
         raise typer.Exit(EXIT_WOULD_FAIL)
 

@@ -115,7 +115,7 @@ def _workload(
                 "UPDATE orders SET status = 'shipped' WHERE id = "
                 "(SELECT id FROM orders WHERE status = 'new' ORDER BY random() LIMIT 1)"
             )
-        if rng.random() < 0.05:
+        if rng.random() < 0.15:
             cur.execute(
                 "UPDATE products SET price = round(price * 1.05, 2) WHERE id = %s",
                 [rng.randint(1, 40)],
@@ -322,14 +322,20 @@ def _undo(console: Console, store: DuckDBStore, dsn: str, bad_txid: int) -> None
     )
 
 
-def _preview(console: Console, dsn: str) -> None:
-    """Next time, ask first: what the deploy's statement would do, rolled back."""
+def _preview(console: Console, dsn: str, store: DuckDBStore) -> None:
+    """Next time, ask first: what the deploy's statement would do, rolled back, and what
+    detection and the policy would make of it."""
+    from rowback.detect.verdict import verdict, verdict_line
     from rowback.whatif import diff, run
 
     got = run.whatif(dsn, "UPDATE products SET price = 0")
     line = diff.summary_line(diff.summary(got, len(got.changes)))
+    judged = verdict_line(verdict(store, got.changes, parse_policy(POLICY, "demo")))
     console.print(
-        'next time, ask first: rowback whatif --sql "UPDATE products SET price = 0"\n  ' + line
+        'next time, ask first: rowback whatif --sql "UPDATE products SET price = 0"\n  '
+        + line
+        + "\n  "
+        + judged
     )
 
 
@@ -402,7 +408,7 @@ def run_demo(keep: Path | None = None, seconds: float = 12.0) -> None:
         _show(console, f"transaction {bad_txid}: everything it did", did, 5)
         _incidents(console, store)
         _undo(console, store, dsn, bad_txid)
-        _preview(console, dsn)
+        _preview(console, dsn, store)
         store.close()
         console.rule()
         where = f"--store {store_dir}"

@@ -312,8 +312,40 @@ def test_revert_incident_offline_after_capture_detected_it(
     cfg = policy(tmp_path, '[tables."public.accounts"]\naction = "auto_revert"\n')
     cli("capture", "--source", bank, "--once", "--config", str(cfg), store=store_path)
     traffic(bank, 300)
+    cli("capture", "--source", bank, "--once", "--config", str(cfg), store=store_path)
     before = balances(bank)
-    bad = in_tx(bank, "UPDATE accounts SET balance = -balance WHERE id % 2 = 0")
+    # asked first, whatif says what detection and the policy would make of it
+    statement = "UPDATE accounts SET balance = -balance WHERE id % 2 = 0"
+    ask = cli(
+        "whatif",
+        "--target",
+        bank,
+        "--sql",
+        statement,
+        "--config",
+        str(cfg),
+        "--format",
+        "json",
+        store=store_path,
+    )
+    summary = json.loads(ask.stdout.splitlines()[-1])
+    assert summary["updated"] == ROWS // 2
+    seen = summary["detection"]
+    assert seen["score"] > 0.8 and seen["action"] == "auto_revert", seen
+    assert "balance" in seen["explanation"]
+    assert balances(bank) == before and incidents(store_path) == []  # nothing ran, learned
+    calm = cli(
+        "whatif",
+        "--target",
+        bank,
+        "--sql",
+        "UPDATE accounts SET balance = balance + 1 WHERE id = 5",
+        "--config",
+        str(cfg),
+        store=store_path,
+    )
+    assert "detection: score" in calm.stderr and "no action" in calm.stderr, calm.stderr
+    bad = in_tx(bank, statement)
     cli("capture", "--source", bank, "--once", "--config", str(cfg), store=store_path)
     (inc,) = incidents(store_path)
     # no responder in `capture`: auto_revert waits for a person, as in replay

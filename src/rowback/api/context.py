@@ -27,6 +27,8 @@ class ServiceContext:
     """Whether capture has started streaming (its snapshot is done)."""
     source_dsn: str | None = None
     """The PostgreSQL source's DSN, when capture reads one: whatif's default target."""
+    policy: Any = None
+    """The policy detection runs under (``rowback.policy.Policy``; None: not detecting)."""
 
     slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(READ_SLOTS)

@@ -6,6 +6,8 @@ the service only lends its address, so the CLI asks it whenever it holds the sto
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,6 +44,16 @@ def post_whatif(request: Request, body: WhatifBody) -> JSONResponse:
     except RowbackError as e:
         raise Problem(409, "Whatif stopped", str(e)) from None
     shown = got.changes[: body.max_rows]
-    return JSONResponse(
-        {"changes": [to_doc(c) for c in shown], "summary": summary(got, len(shown))}
-    )
+    doc: dict[str, Any] = {
+        "changes": [to_doc(c) for c in shown],
+        "summary": summary(got, len(shown)),
+    }
+    if ctx.policy is not None and got.failure is None:
+        from rowback.detect.verdict import verdict
+
+        snap = ctx.snapshot()
+        try:
+            doc["summary"]["detection"] = verdict(snap.reader, got.changes, ctx.policy)
+        finally:
+            snap.close()
+    return JSONResponse(doc)

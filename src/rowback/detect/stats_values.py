@@ -97,6 +97,11 @@ MAX_COUNTED = 128
 """Values counted per column; past it the least frequent half is dropped."""
 CONSTANT_ROWS = 20
 CONSTANT_SHARE = 0.9
+CONSTANT_HISTORY = 10
+"""Transactions writing a column before its bulk writes are judged. Fewer than the other
+detectors' ``MIN_HISTORY``: a column such as a price is written by few transactions once
+updates count only the columns they change, and 20 rows set to one value against ten
+varied writes is already strong evidence (the binomial test carries the uncertainty)."""
 
 
 class _Constant:
@@ -153,7 +158,7 @@ class ConstantDetector(_PerColumn[_Constant]):
     def _score(self, st: _Constant, f: TxFeatures, c: ColumnFeatures) -> Signal | None:
         v, k = c.top
         n = _nonnull(c)
-        if st.txs < MIN_HISTORY or v is None or n < CONSTANT_ROWS or k < CONSTANT_SHARE * n:
+        if st.txs < CONSTANT_HISTORY or v is None or n < CONSTANT_ROWS or k < CONSTANT_SHARE * n:
             return None
         if st.big_const >= 3:  # bulk writes of one value are part of this column's routine
             return None

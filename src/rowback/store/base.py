@@ -266,6 +266,10 @@ class Reader(Protocol):
         """Every incident detection opened, oldest first."""
         ...
 
+    def detector_state(self) -> bytes | None:
+        """What detection has learned, as last committed (None: nothing yet)."""
+        ...
+
 
 class Snapshot(Protocol):
     """A reader on one committed state, apart from the writer (``Store.snapshot``)."""

@@ -97,6 +97,9 @@ class DuckDBReader:
     def incidents(self) -> list[Incident]:
         return incident_log.listed(self._con)
 
+    def detector_state(self) -> bytes | None:
+        return incident_log.load_state(self._con)
+
     def reversion_txids(self, source: str | None = None) -> dict[int, str]:
         return {
             txid: rid

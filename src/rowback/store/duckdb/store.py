@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -177,6 +178,7 @@ class DuckDBStore:
                 txs.append([pos, pos, lsn, 0, now])
                 pos += 1
             last_schema: TableSchema | None = None
+            placed: list[tuple[int, Change]] = []
             items: list[tuple[int, Change, tuple[int, ...]]] = []
             layout: tuple[int, ...] = ()
             tx = [0, 0, -1, -1, 0]
@@ -191,6 +193,7 @@ class DuckDBStore:
                     items = pending.setdefault(table.id, [])
                     last_schema = ch.table
                 items.append((pos, ch, layout))
+                placed.append((pos, ch))
                 if tx[3] == ch.txid and tx[2] == ch.lsn:
                     tx[1] = pos
                 else:
@@ -200,7 +203,7 @@ class DuckDBStore:
             for tid in list(pending):
                 self._flush(self._tables[tid], pending.pop(tid), stats)
             checkpoints.take_due(con, self._tables.values(), pos - 1, self.checkpoint_every)
-            self._observe(lambda: changes, source, True, reverting)
+            self._observe(lambda: placed, source, True, reverting)
             self._record(txs, source, position, pos, reverting)
             self._quarantine(quarantine)
             if replayed:
@@ -414,7 +417,7 @@ class DuckDBStore:
 
     def _observe(
         self,
-        changes: Callable[[], Sequence[Change]],
+        placed: Callable[[], Sequence[tuple[int, Change]]],
         source: str,
         commit: bool,
         reverting: Mapping[int, str] | None,
@@ -424,9 +427,47 @@ class DuckDBStore:
         open transaction persists it at the batch that commits)."""
         if self.observer is None:
             return
-        incident_log.save(self._con, self.observer.observe(changes(), source, reverting or {}))
+        seen = self._diffed(placed())
+        incident_log.save(self._con, self.observer.observe(seen, source, reverting or {}))
         if commit:
             incident_log.save_state(self._con, self.observer.state())
+
+    def _diffed(self, placed: Sequence[tuple[int, Change]]) -> list[Change]:
+        """The changes as the store diffed them: an update sent without a before image
+        (PostgreSQL's default replica identity sends every column) has the columns the
+        store found unchanged marked ``unchanged``, so detection judges only what it
+        changed, not the damaged values a later, innocent update carries along."""
+        want: dict[int, list[int]] = {}
+        for pos, ch in placed:
+            if ch.op == Op.UPDATE and ch.before is None:
+                t = self._by_name.get((ch.table.source, ch.table.schema, ch.table.name))
+                if t is not None:
+                    want.setdefault(t.id, []).append(pos)
+        masks: dict[int, int] = {}
+        for tid, ps in want.items():
+            t = self._tables[tid]
+            words = t.mask_words()
+            cols = ", ".join(f"_m{w}" for w in range(words))
+            rows = self._con.execute(
+                f"SELECT _pos, {cols} FROM {t.hist} WHERE _pos BETWEEN ? AND ?",
+                [min(ps), max(ps)],
+            ).fetchall()
+            for r in rows:
+                bits = 0
+                for w in range(words):
+                    bits |= int(r[1 + w] or 0) << (w * catalog.MASK_BITS)
+                masks[int(r[0])] = bits
+        out = []
+        for pos, ch in placed:
+            m = masks.get(pos)
+            t = self._by_name.get((ch.table.source, ch.table.schema, ch.table.name))
+            layout = t.layout(ch.table) if t is not None and m is not None else None
+            if m is None or layout is None or ch.op != Op.UPDATE or ch.before is not None:
+                out.append(ch)
+                continue
+            same = frozenset(i for i, p in enumerate(layout) if not (m >> p) & 1)
+            out.append(dataclasses.replace(ch, unchanged=ch.unchanged | same))
+        return out
 
     def watch(self, observer: Observer | None) -> None:
         self.observer = observer
@@ -438,6 +479,10 @@ class DuckDBStore:
         # while capture writes on the same connection
         with self._write_lock:
             return self._reading().incidents()
+
+    def detector_state(self) -> bytes | None:
+        with self._write_lock:
+            return self._reading().detector_state()
 
     @_writing
     def update_incident(
@@ -560,7 +605,7 @@ class DuckDBStore:
                 checkpoints.note(con, table, n - snapshots)
                 checkpoints.take_due(con, [table], pos + n - 1, self.checkpoint_every)
             runs.append(_tx_runs(batch, pos))
-            self._observe(batch.changes, source, commit, reverting)
+            self._observe(lambda: list(enumerate(batch.changes(), pos)), source, commit, reverting)
             self._record(pa.concat_tables(runs), source, position, pos + n, reverting)
             if commit:
                 self._commit()
@@ -611,7 +656,9 @@ class DuckDBStore:
                     rows = b.rows.to_numpy(zero_copy_only=False)
                     merged[rows] = getattr(b, name).to_numpy(zero_copy_only=False)
                 meta[name] = merged
-            self._observe(lambda: _in_order(batches, n), source, commit, reverting)
+            self._observe(
+                lambda: list(enumerate(_in_order(batches, n), pos)), source, commit, reverting
+            )
             self._record(
                 _runs(meta["txid"], meta["lsn"], meta["commit_us"], pos),
                 source,
