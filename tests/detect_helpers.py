@@ -123,6 +123,15 @@ class Shop:
             rows.append((ORDERS, Op.UPDATE, before, after))
         return self.tx(rows)
 
+    def insert_products(self, n: int) -> list[Change]:
+        """A restock: ``n`` new products in one statement."""
+        rows = []
+        for _ in range(n):
+            i = len(self.products) + 1
+            self.products[i] = self._product_row(i)
+            rows.append((PRODUCTS, Op.INSERT, None, self.products[i]))
+        return self.tx(rows)
+
     def update_products(self, ids: Sequence[int], **values: Text) -> list[Change]:
         rows = []
         for i in ids:

@@ -219,34 +219,50 @@ def _one_tx(shop: Shop, changes: list[Change]) -> TxFeatures:
     return shop.features(changes)
 
 
-# --- a recurring batch job -------------------------------------------------------
+# --- recurring jobs ----------------------------------------------------------
 
 BATCH = 50_000
+RESTOCK = 300
 
 
 @pytest.fixture(scope="module")
 def batch_world() -> tuple[World, TxFeatures]:
-    """Six days of traffic with a 50,000-row job at 02:00 on nights 1–5 (learned, as the
-    engine does once the job is acknowledged)."""
+    """Six days of traffic with a 50,000-row job at 02:00 and a 300-product restock at
+    06:00 on days 1–5 (learned, as the engine does once the job is acknowledged)."""
     shop = Shop(11)
     dets = default_detectors()
     batch = shop.features(shop.batch_ship(1_000_000, BATCH))
-    for night in range(5):
-        at = START_US + night * DAY_US + 2 * HOUR_US
-        while shop.now < at:
-            engine_step(dets, shop.features(shop.normal()))
-        learn_all(dets, replace(batch, commit_us=shop.now, txid=batch.txid + night))
+    for day in range(5):
+        for hour, job in ((2, "batch"), (6, "restock")):
+            while shop.now < START_US + day * DAY_US + hour * HOUR_US:
+                engine_step(dets, shop.features(shop.normal()))
+            if job == "batch":
+                learn_all(dets, replace(batch, commit_us=shop.now, txid=batch.txid + day))
+            else:
+                learn_all(dets, shop.features(shop.insert_products(RESTOCK)))
     while shop.now < START_US + 5 * DAY_US:
         engine_step(dets, shop.features(shop.normal()))
     return World(shop, dets), batch
 
 
+def _at(world: World, hour: int) -> Shop:
+    shop = copy.deepcopy(world.shop)
+    while shop.now < START_US + 5 * DAY_US + hour * HOUR_US:
+        shop.normal()
+    return shop
+
+
 def test_nightly_batch_is_normal_at_its_hour(batch_world: tuple[World, TxFeatures]) -> None:
     world, batch = batch_world
-    shop = copy.deepcopy(world.shop)
-    while shop.now < START_US + 5 * DAY_US + 2 * HOUR_US:
-        shop.normal()
+    shop = _at(world, 2)
     got = kind_scores(world.detectors, replace(batch, commit_us=shop.now))
+    assert max(got.values(), default=0.0) < ALERT, got
+
+
+def test_morning_restock_is_normal_at_its_hour(batch_world: tuple[World, TxFeatures]) -> None:
+    world, _ = batch_world
+    shop = _at(world, 6)
+    got = kind_scores(world.detectors, shop.features(shop.insert_products(RESTOCK)))
     assert max(got.values(), default=0.0) < ALERT, got
 
 
@@ -254,8 +270,16 @@ def test_the_same_size_at_another_hour_as_a_new_shape_alarms(
     batch_world: tuple[World, TxFeatures],
 ) -> None:
     world, _ = batch_world
-    shop = copy.deepcopy(world.shop)
-    while shop.now < START_US + 5 * DAY_US + 14 * HOUR_US:
-        shop.normal()
+    shop = _at(world, 14)
     got = kind_scores(world.detectors, shop.features(shop.delete_orders(2_000_000, BATCH)))
+    assert got[Kind.oversized] >= 0.8
+    assert got[Kind.volume] >= 0.8
+
+
+def test_the_restock_at_another_hour_alarms(
+    batch_world: tuple[World, TxFeatures],
+) -> None:
+    world, _ = batch_world
+    shop = _at(world, 15)
+    got = kind_scores(world.detectors, shop.features(shop.insert_products(RESTOCK)))
     assert got[Kind.oversized] >= 0.8
