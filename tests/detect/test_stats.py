@@ -130,6 +130,32 @@ def test_prices_times_100_are_outliers(world: World) -> None:
     assert got[Kind.outlier] >= 0.8
 
 
+def test_flipped_signs_in_a_never_negative_column_are_outliers(world: World) -> None:
+    shop = world.shop
+    shop.now += MINUTE_US
+    changes = [
+        c
+        for i in range(20, 25)
+        for c in shop.update_products([i], price="-" + str(shop.products[i][2]))
+    ]
+    got = kind_scores(world.detectors, _one_tx(shop, changes))
+    assert got[Kind.outlier] >= 0.8
+
+
+def test_shifted_values_dripped_over_an_hour(world: World) -> None:
+    shop = world.shop
+    drip = []
+    end = shop.now + HOUR_US
+    while shop.now < end:  # one price ×100 every few minutes, learned as it comes
+        world.normal(2)
+        i = shop.rng.randint(2, 200)
+        price = f"{shop.rng.uniform(20, 500) * 100:.2f}"
+        f = shop.features(shop.update_products([i], price=price))
+        drip.append(kind_scores(world.detectors, f).get(Kind.drip, 0.0))
+        learn_all(world.detectors, f)
+    assert drip[-1] >= 0.8
+
+
 def test_a_few_shifted_values_in_small_transactions_each_score(world: World) -> None:
     shop = world.shop
     seen = []
