@@ -207,6 +207,24 @@ def test_the_same_rows_rewritten_again_and_again_is_runaway(world: World, gate: 
         assert max(loop[5:]) >= 0.8
 
 
+def test_a_hot_row_rewritten_all_day_is_normal_once_learned() -> None:
+    shop = Shop(13)
+    world = World(shop, default_detectors())
+    hot = []
+    while shop.now < START_US + DAY_US:  # a counter row bumped every 20–40 s all day
+        world.normal(1)
+        for _ in range(shop.rng.randint(1, 4)):
+            shop.now += shop.rng.randint(20, 40) * 1_000_000
+            hot.append(world.step(shop.update_products([1], stock=str(shop.rng.randint(0, 90)))))
+    assert max(g.get(Kind.runaway, 0.0) for g in hot[-500:]) < ALERT
+    ids = world.recent_orders(4)
+    loop = []
+    for i in range(8):  # a loop over a set of rows is still a runaway there
+        shop.now += 20_000_000
+        loop.append(world.step(shop.update_orders(ids, status=("paid", "pending")[i % 2])))
+    assert loop[-1].get(Kind.runaway, 0.0) >= ALERT
+
+
 def _drip_hour(world: World, gate: bool) -> tuple[list[float], list[float]]:
     """An hour with one empty customer a minute or two among normal traffic: the nulls and
     drip scores of the dripped inserts."""
