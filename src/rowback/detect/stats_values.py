@@ -15,7 +15,7 @@ from typing import Any
 
 from rowback.detect.base import Kind, Signal
 from rowback.detect.calibrate import poisson_z, score
-from rowback.detect.features import ColumnFeatures, TxFeatures
+from rowback.detect.features import MAX_NUMBERS, ColumnFeatures, TxFeatures
 from rowback.detect.stats import (
     DECAY_AT,
     MIN_HISTORY,
@@ -250,7 +250,9 @@ class CategoryDetector(PerColumn[_Category]):
         return st
 
     def _learn(self, st: _Category, f: TxFeatures, c: ColumnFeatures) -> None:
-        st.seen = min(st.seen + _nonnull(c), DECAY_AT)
+        st.seen += _nonnull(c)
+        if st.seen > DECAY_AT:
+            st.seen, st.novel = st.seen / 2, st.novel / 2
         if st.open:
             return
         for v, k in st.unseen(c):
@@ -347,7 +349,8 @@ class TimestampDetector(PerColumn[_Years]):
         odd = [y for y in c.years if st.is_odd(y)]
         if not odd:
             return None
-        scale = max(1.0, (_nonnull(c) - c.empties) / len(c.years))  # years are a capped sample
+        n = len(c.years)  # a capped sample: scale the counts up to what was written
+        scale = max(1.0, (_nonnull(c) - c.empties) / n) if n >= MAX_NUMBERS else 1.0
         z = poisson_z(len(odd) * scale, rate(st.odd, st.n + st.odd) * len(c.years) * scale)
         return Signal(
             Kind.timestamp,
