@@ -8,6 +8,11 @@ the order they were saved, so a reloaded detector scores exactly as the original
 The detectors themselves live in ``stats_volume`` (volume, oversized, insert flood,
 runaway), ``stats_values`` (constant, nulls, category, timestamp, frozen) and
 ``stats_outlier`` (numeric outliers); ``registry.default_detectors`` lists them all.
+
+Counts over time (rows per minute, rewrites within five minutes, an hour's drip) include
+only transactions passed to ``learn_one``. Under the engine's learning gate an alarm from
+one of them stays at about the level where it first crossed the threshold, since nothing
+after that is learned; a detector that sees every transaction sees the count grow.
 """
 
 from __future__ import annotations

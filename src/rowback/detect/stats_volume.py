@@ -30,7 +30,7 @@ from rowback.detect.stats import (
     plural,
 )
 
-MAX_SHAPES = 48
+MAX_SHAPES = 32
 """Statement shapes remembered per table (least recently seen are forgotten first)."""
 SIZE_MIN_SCALE = 0.5
 """Smallest sd of log1p(rows) per transaction: a perfectly regular table is not brittle."""
@@ -234,7 +234,7 @@ class VolumeDetector:
 
 
 RUNAWAY_WINDOW_US = 5 * US_PER_MINUTE
-MAX_KEYSETS = 1024
+MAX_KEYSETS = 512
 """Key sets remembered per table (least recently written forgotten first)."""
 MAX_TIMES = 12
 """Rewrite times kept per key set: enough to tell 'again and again'."""
