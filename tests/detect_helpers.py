@@ -123,6 +123,15 @@ class Shop:
             rows.append((ORDERS, Op.UPDATE, before, after))
         return self.tx(rows)
 
+    def insert_products(self, n: int) -> list[Change]:
+        """A restock: ``n`` new products in one statement."""
+        rows = []
+        for _ in range(n):
+            i = len(self.products) + 1
+            self.products[i] = self._product_row(i)
+            rows.append((PRODUCTS, Op.INSERT, None, self.products[i]))
+        return self.tx(rows)
+
     def update_products(self, ids: Sequence[int], **values: Text) -> list[Change]:
         rows = []
         for i in ids:
@@ -132,6 +141,24 @@ class Shop:
                 after[_index(PRODUCTS, name)] = v
             self.products[i] = after
             rows.append((PRODUCTS, Op.UPDATE, before, after))
+        return self.tx(rows)
+
+    def delete_orders(self, first: int, n: int) -> list[Change]:
+        """Delete ``n`` orders with ids from ``first`` (rows synthesised when not tracked)."""
+        rows = []
+        for i in range(first, first + n):
+            row = self.orders.pop(i, None) or [str(i), "c@example.com", "paid", "5.00", None, None]
+            rows.append((ORDERS, Op.DELETE, None, row))
+        return self.tx(rows)
+
+    def batch_ship(self, first: int, n: int) -> list[Change]:
+        """The nightly job: ``n`` paid orders from ``first`` marked shipped in one statement."""
+        rows = []
+        for i in range(first, first + n):
+            before = [str(i), "c@example.com", "paid", "5.00", None, "2026-11-01 00:00:00+00"]
+            after = list(before)
+            after[2] = "shipped"
+            rows.append((ORDERS, Op.UPDATE, before, after))
         return self.tx(rows)
 
     def open_orders(self, status: str, n: int) -> list[int]:

@@ -72,6 +72,14 @@ def test_untrained_detector_scores_zero(name: str, txs: list[TxFeatures]) -> Non
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_little_history_scores_zero(name: str, txs: list[TxFeatures]) -> None:
+    d = fresh(name)
+    for f in txs[:15]:
+        d.learn_one(f)
+    assert all(s.score == 0.0 for f in txs[15:] for s in d.score_one(f))
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_same_inputs_give_same_scores(name: str, txs: list[TxFeatures]) -> None:
     a, b = fresh(name), fresh(name)
     for f in txs:

@@ -8,6 +8,11 @@ the order they were saved, so a reloaded detector scores exactly as the original
 The detectors themselves live in ``stats_volume`` (volume, oversized, insert flood,
 runaway), ``stats_values`` (constant, nulls, category, timestamp, frozen) and
 ``stats_outlier`` (numeric outliers); ``registry.default_detectors`` lists them all.
+
+Counts over time (rows per minute, rewrites within five minutes, an hour's drip) include
+only transactions passed to ``learn_one``. Under the engine's learning gate an alarm from
+one of them stays at about the level where it first crossed the threshold, since nothing
+after that is learned; a detector that sees every transaction sees the count grow.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from collections import deque
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Generic, Protocol, TypeVar
 
+from rowback.detect.base import Kind, Signal
 from rowback.detect.calibrate import MAD_TO_SD, poisson_z
+from rowback.detect.features import ColumnFeatures, TxFeatures
 
 MIN_HISTORY = 50
 """Observations a baseline needs before it may raise an alarm: no alarms from cold start."""
@@ -297,3 +305,72 @@ class DripWindow:
         w = cls()
         w.buckets = deque([float(x) for x in b] for b in s)
         return w
+
+
+DECAY_AT = 1e6
+"""Counters halve past this many values, so the baseline follows slow change."""
+
+
+class _ColumnState(Protocol):
+    def state(self) -> Any: ...
+
+
+S = TypeVar("S", bound=_ColumnState)
+
+
+class PerColumn(Generic[S]):
+    """Per (table, column) state with the JSON plumbing; subclasses judge one column."""
+
+    name: str
+    kinds: frozenset[Kind]
+
+    def __init__(self) -> None:
+        self._tables: dict[str, dict[str, S]] = {}
+
+    def _new(self) -> S:
+        raise NotImplementedError
+
+    def _from_state(self, s: Any) -> S:
+        raise NotImplementedError
+
+    def _learn(self, st: S, f: TxFeatures, c: ColumnFeatures) -> None:
+        raise NotImplementedError
+
+    def _score(self, st: S, f: TxFeatures, c: ColumnFeatures) -> Signal | list[Signal] | None:
+        raise NotImplementedError
+
+    def _columns(self, f: TxFeatures) -> Iterator[ColumnFeatures]:
+        return (c for c in f.columns if c.written)
+
+    def learn_one(self, f: TxFeatures) -> None:
+        cols = self._tables.setdefault(f.table, {})
+        for c in self._columns(f):
+            st = cols.get(c.name)
+            if st is None:
+                st = cols[c.name] = self._new()
+            self._learn(st, f, c)
+
+    def score_one(self, f: TxFeatures) -> list[Signal]:
+        cols = self._tables.get(f.table)
+        if not cols:
+            return []
+        out: list[Signal] = []
+        for c in self._columns(f):
+            st = cols.get(c.name)
+            if st is not None:
+                got = self._score(st, f, c)
+                sigs = [got] if isinstance(got, Signal) else got or []
+                out.extend(s for s in sigs if s.score > 0)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "tables": [
+                [t, [[c, s.state()] for c, s in cols.items()]] for t, cols in self._tables.items()
+            ]
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self._tables = {
+            str(t): {str(c): self._from_state(s) for c, s in cols} for t, cols in state["tables"]
+        }

@@ -12,13 +12,13 @@ an alarm, and a few dozen dripped over an hour add up (``DripWindow``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from rowback.detect.base import Kind, Signal
 from rowback.detect.calibrate import poisson_z, score
 from rowback.detect.features import MAX_NUMBERS, ColumnFeatures, TxFeatures
-from rowback.detect.stats import MIN_HISTORY, DripWindow, Sample, number, rate
-from rowback.detect.stats_values import DECAY_AT, _PerColumn
+from rowback.detect.stats import DECAY_AT, MIN_HISTORY, DripWindow, PerColumn, Sample, number, rate
 
 OUT_Z = 8.0
 """Robust z beyond which a value is out of the column's distribution."""
@@ -85,13 +85,13 @@ class _Numbers:
         ]
 
 
-class OutlierDetector(_PerColumn[_Numbers]):
+class OutlierDetector(PerColumn[_Numbers]):
     """Numeric values outside the column's learned distribution, at once or over an hour."""
 
     name = "outlier"
     kinds = frozenset({Kind.outlier, Kind.drip})
 
-    def _columns(self, f: TxFeatures) -> Any:
+    def _columns(self, f: TxFeatures) -> Iterator[ColumnFeatures]:
         return (c for c in f.columns if c.numbers)
 
     def _new(self) -> _Numbers:

@@ -11,80 +11,20 @@ the last hour (``DripWindow``) to catch empties dripped in slowly.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any
 
 from rowback.detect.base import Kind, Signal
 from rowback.detect.calibrate import poisson_z, score
-from rowback.detect.features import ColumnFeatures, TxFeatures
-from rowback.detect.stats import MIN_HISTORY, DripWindow, binomial_z, plural, rate
-
-DECAY_AT = 1e6
-"""Counters halve past this many values, so the baseline follows slow change."""
-
-
-class _ColumnState(Protocol):
-    def state(self) -> Any: ...
-
-
-S = TypeVar("S", bound=_ColumnState)
-
-
-class _PerColumn(Generic[S]):
-    """Per (table, column) state with the JSON plumbing; subclasses judge one column."""
-
-    name: str
-    kinds: frozenset[Kind]
-
-    def __init__(self) -> None:
-        self._tables: dict[str, dict[str, S]] = {}
-
-    def _new(self) -> S:
-        raise NotImplementedError
-
-    def _from_state(self, s: Any) -> S:
-        raise NotImplementedError
-
-    def _learn(self, st: S, f: TxFeatures, c: ColumnFeatures) -> None:
-        raise NotImplementedError
-
-    def _score(self, st: S, f: TxFeatures, c: ColumnFeatures) -> Signal | list[Signal] | None:
-        raise NotImplementedError
-
-    def _columns(self, f: TxFeatures) -> Iterator[ColumnFeatures]:
-        return (c for c in f.columns if c.written)
-
-    def learn_one(self, f: TxFeatures) -> None:
-        cols = self._tables.setdefault(f.table, {})
-        for c in self._columns(f):
-            st = cols.get(c.name)
-            if st is None:
-                st = cols[c.name] = self._new()
-            self._learn(st, f, c)
-
-    def score_one(self, f: TxFeatures) -> list[Signal]:
-        cols = self._tables.get(f.table)
-        if not cols:
-            return []
-        out: list[Signal] = []
-        for c in self._columns(f):
-            st = cols.get(c.name)
-            if st is not None:
-                got = self._score(st, f, c)
-                sigs = [got] if isinstance(got, Signal) else got or []
-                out.extend(s for s in sigs if s.score > 0)
-        return out
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "tables": [
-                [t, [[c, s.state()] for c, s in cols.items()]] for t, cols in self._tables.items()
-            ]
-        }
-
-    def load(self, state: dict[str, Any]) -> None:
-        self._tables = {
-            str(t): {str(c): self._from_state(s) for c, s in cols} for t, cols in state["tables"]
-        }
+from rowback.detect.features import MAX_NUMBERS, ColumnFeatures, TxFeatures
+from rowback.detect.stats import (
+    DECAY_AT,
+    MIN_HISTORY,
+    DripWindow,
+    PerColumn,
+    binomial_z,
+    plural,
+    rate,
+)
 
 
 def _nonnull(c: ColumnFeatures) -> int:
@@ -120,7 +60,7 @@ class _Constant:
         return [self.txs, self.total, self.big, self.big_const, list(self.counts.items())]
 
 
-class ConstantDetector(_PerColumn[_Constant]):
+class ConstantDetector(PerColumn[_Constant]):
     """Many rows of a column set to one value when its bulk writes usually vary."""
 
     name = "constant"
@@ -194,7 +134,7 @@ class _Nulls:
         return [self.written, self.empty, self.window.state()]
 
 
-class NullsDetector(_PerColumn[_Nulls]):
+class NullsDetector(PerColumn[_Nulls]):
     """NULLs or empty strings where a column is rarely empty, at once or dripped over an hour."""
 
     name = "nulls"
@@ -296,7 +236,7 @@ class _Category:
         return [self.seen, self.novel, self.open, list(self.values.items())]
 
 
-class CategoryDetector(_PerColumn[_Category]):
+class CategoryDetector(PerColumn[_Category]):
     """Values never seen before in a low-cardinality (status-like) column."""
 
     name = "category"
@@ -315,7 +255,9 @@ class CategoryDetector(_PerColumn[_Category]):
         return st
 
     def _learn(self, st: _Category, f: TxFeatures, c: ColumnFeatures) -> None:
-        st.seen = min(st.seen + _nonnull(c), DECAY_AT)
+        st.seen += _nonnull(c)
+        if st.seen > DECAY_AT:
+            st.seen, st.novel = st.seen / 2, st.novel / 2
         if st.open:
             return
         for v, k in st.unseen(c):
@@ -374,7 +316,7 @@ class _Years:
         return [self.n, self.odd, self.lo, self.hi]
 
 
-class TimestampDetector(_PerColumn[_Years]):
+class TimestampDetector(PerColumn[_Years]):
     """Timestamps reset to the epoch or set far into the future where the column never had such."""
 
     name = "timestamp"
@@ -412,7 +354,8 @@ class TimestampDetector(_PerColumn[_Years]):
         odd = [y for y in c.years if st.is_odd(y)]
         if not odd:
             return None
-        scale = max(1.0, (_nonnull(c) - c.empties) / len(c.years))  # years are a capped sample
+        n = len(c.years)  # a capped sample: scale the counts up to what was written
+        scale = max(1.0, (_nonnull(c) - c.empties) / n) if n >= MAX_NUMBERS else 1.0
         z = poisson_z(len(odd) * scale, rate(st.odd, st.n + st.odd) * len(c.years) * scale)
         return Signal(
             Kind.timestamp,
