@@ -208,6 +208,9 @@ def engine_step(detectors: Sequence[Detector], f: TxFeatures) -> dict[Kind, floa
     if max(got.values(), default=0.0) < ALERT:
         for d in detectors:
             d.learn_one(f)
+    else:
+        for d in detectors:
+            d.see_one(f)
     return got
 
 

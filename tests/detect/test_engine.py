@@ -35,9 +35,13 @@ class BigTx:
 
     def __init__(self) -> None:
         self.learned = 0
+        self.seen = 0
 
     def learn_one(self, f: TxFeatures) -> None:
         self.learned += 1
+
+    def see_one(self, f: TxFeatures) -> None:
+        self.seen += 1
 
     def score_one(self, f: TxFeatures) -> list[Signal]:
         if f.rows < 100:

@@ -3,8 +3,9 @@
 A detector sees one ``TxFeatures`` at a time (one transaction on one table). ``score_one``
 judges it without learning; ``learn_one`` folds it into what is normal. The engine calls
 ``score_one`` first and ``learn_one`` only when nothing scored above the alert threshold,
-so bad writes never become the baseline. High score means anomalous; every score is
-already on the shared [0, 1] scale (``calibrate.score``).
+so bad writes never become the baseline (``see_one`` still counts them as recent
+activity). High score means anomalous; every score is already on the shared [0, 1]
+scale (``calibrate.score``).
 
 State is plain JSON-able data (``state`` / ``load``) so models persist in the store
 inside the same transaction as the changes they learned from: a crash loses neither.
@@ -79,6 +80,12 @@ class Detector(Protocol):
     def score_one(self, f: TxFeatures) -> list[Signal]:
         """Judge ``f`` against what was learned, without learning from it. Signals
         scoring 0 may be omitted; an untrained detector scores 0."""
+        ...
+
+    def see_one(self, f: TxFeatures) -> None:
+        """``f`` was judged anomalous: count it where recent activity is counted (this
+        minute's rows, rows rewritten lately) so a flood or a loop keeps alarming, but
+        never in what is normal. A no-op for a detector without such counts."""
         ...
 
     def state(self) -> dict[str, Any]:

@@ -94,6 +94,8 @@ class Engine:
                 for d in self.detectors:
                     d.learn_one(f)
                 continue
+            for d in self.detectors:
+                d.see_one(f)
             inc = self._group(f, hits, source, by_tx.get(f.txid))
             by_tx[f.txid] = inc.id
             grown[inc.id] = inc

@@ -350,6 +350,10 @@ class PerColumn(Generic[S]):
                 st = cols[c.name] = self._new()
             self._learn(st, f, c)
 
+    def see_one(self, f: TxFeatures) -> None:
+        """Per-column detectors keep no count of recent activity beyond their drip
+        windows, which hold evidence below the alert threshold by design."""
+
     def score_one(self, f: TxFeatures) -> list[Signal]:
         cols = self._tables.get(f.table)
         if not cols:

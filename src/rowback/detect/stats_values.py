@@ -66,6 +66,28 @@ class ConstantDetector(PerColumn[_Constant]):
     name = "constant"
     kinds = frozenset({Kind.constant})
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: dict[str, int] = {}
+        """Transactions learned per table: a column is judged after ``CONSTANT_HISTORY``
+        of its own writes, but only on a table with ``MIN_HISTORY`` transactions."""
+
+    def learn_one(self, f: TxFeatures) -> None:
+        self._seen[f.table] = self._seen.get(f.table, 0) + 1
+        super().learn_one(f)
+
+    def score_one(self, f: TxFeatures) -> list[Signal]:
+        if self._seen.get(f.table, 0) < MIN_HISTORY:
+            return []
+        return super().score_one(f)
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "seen": sorted(self._seen.items())}
+
+    def load(self, state: dict[str, Any]) -> None:
+        super().load(state)
+        self._seen = {str(t): int(n) for t, n in state.get("seen", [])}
+
     def _new(self) -> _Constant:
         return _Constant()
 
@@ -405,6 +427,9 @@ class FrozenDetector:
         if t.updates > DECAY_AT:
             t.updates /= 2
             t.changed = {k: v / 2 for k, v in t.changed.items()}
+
+    def see_one(self, f: TxFeatures) -> None:
+        """Nothing recent to count: what stays unchanged is learned only from the normal."""
 
     def score_one(self, f: TxFeatures) -> list[Signal]:
         t = self._tables.get(f.table)

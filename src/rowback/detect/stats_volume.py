@@ -102,7 +102,18 @@ class _PerMinute:
 
 
 class _TableVolume:
-    __slots__ = ("sizes", "size_hours", "shapes", "minute", "m_rows", "m_inserts", "rows", "ins")
+    __slots__ = (
+        "sizes",
+        "size_hours",
+        "shapes",
+        "minute",
+        "m_rows",
+        "m_inserts",
+        "m_bad",
+        "m_bad_inserts",
+        "rows",
+        "ins",
+    )
 
     def __init__(self) -> None:
         self.sizes = LogHist()
@@ -111,6 +122,9 @@ class _TableVolume:
         self.minute = -1
         self.m_rows = 0
         self.m_inserts = 0
+        self.m_bad = 0
+        """Rows of this minute judged anomalous: counted in the minute, never folded."""
+        self.m_bad_inserts = 0
         self.rows = _PerMinute()
         self.ins = _PerMinute()
 
@@ -124,12 +138,21 @@ class _TableVolume:
             del self.shapes[next(iter(self.shapes))]
         sh.all.add(f.rows)
         _hist(sh.hours, h, 1000.0).add(f.rows)
+        self._roll(f)
+        self.m_rows += f.rows
+        self.m_inserts += f.inserts
+
+    def see(self, f: TxFeatures) -> None:
+        self._roll(f)
+        self.m_bad += f.rows
+        self.m_bad_inserts += f.inserts
+
+    def _roll(self, f: TxFeatures) -> None:
         m = f.commit_us // US_PER_MINUTE
         if m > self.minute:
             self._fold()
             self.minute, self.m_rows, self.m_inserts = m, 0, 0
-        self.m_rows += f.rows
-        self.m_inserts += f.inserts
+            self.m_bad = self.m_bad_inserts = 0
 
     def _fold(self) -> None:
         if self.m_rows:
@@ -145,12 +168,12 @@ class _TableVolume:
         if size is not None:
             out.append(size)
         same = f.commit_us // US_PER_MINUTE <= self.minute
-        rows = f.rows + (self.m_rows if same else 0)
+        rows = f.rows + (self.m_rows + self.m_bad if same else 0)
         got = self.rows.judge(f.commit_us, rows)
         if got is not None and got[0] > 0:
             out.append(self._signal(Kind.volume, f, got, rows, "row", "per minute"))
         if f.inserts:
-            ins = f.inserts + (self.m_inserts if same else 0)
+            ins = f.inserts + (self.m_inserts + self.m_bad_inserts if same else 0)
             got = self.ins.judge(f.commit_us, ins)
             if got is not None and got[0] > 0:
                 out.append(self._signal(Kind.insert_flood, f, got, ins, "insert", "per minute"))
@@ -190,7 +213,7 @@ class _TableVolume:
             "sizes": self.sizes.state(),
             "size_hours": _hists_state(self.size_hours),
             "shapes": [[k, s.state()] for k, s in self.shapes.items()],
-            "minute": [self.minute, self.m_rows, self.m_inserts],
+            "minute": [self.minute, self.m_rows, self.m_inserts, self.m_bad, self.m_bad_inserts],
             "rows": self.rows.state(),
             "inserts": self.ins.state(),
         }
@@ -201,7 +224,8 @@ class _TableVolume:
         t.sizes = LogHist.from_state(s["sizes"])
         t.size_hours = _hists_load(s["size_hours"])
         t.shapes = {str(k): _Shape.from_state(v) for k, v in s["shapes"]}
-        t.minute, t.m_rows, t.m_inserts = (int(x) for x in s["minute"])
+        minute = [int(x) for x in s["minute"]] + [0, 0]
+        t.minute, t.m_rows, t.m_inserts, t.m_bad, t.m_bad_inserts = minute[:5]
         t.rows = _PerMinute.from_state(s["rows"])
         t.ins = _PerMinute.from_state(s["inserts"])
         return t
@@ -225,6 +249,11 @@ class VolumeDetector:
     def score_one(self, f: TxFeatures) -> list[Signal]:
         t = self._tables.get(f.table)
         return t.score(f) if t is not None else []
+
+    def see_one(self, f: TxFeatures) -> None:
+        t = self._tables.get(f.table)
+        if t is not None:
+            t.see(f)
 
     def state(self) -> dict[str, Any]:
         return {"tables": [[k, t.state()] for k, t in self._tables.items()]}
@@ -283,6 +312,10 @@ class _TableRunaway:
         if sum(hist) > 100_000:
             hist[:] = [c / 2 for c in hist]
         self.n = min(self.n + 1.0, 1e9)
+        self.see(f)
+
+    def see(self, f: TxFeatures) -> None:
+        """Remember when these rows were written (a rewrite counts whoever judged it)."""
         times = self.recent.pop(f.key_digest, [])
         lo = f.commit_us - RUNAWAY_WINDOW_US
         times = [t for t in times if t > lo][-(MAX_TIMES - 1) :]
@@ -323,6 +356,11 @@ class RunawayDetector:
         if t is None:
             t = self._tables[f.table] = _TableRunaway()
         t.learn(f)
+
+    def see_one(self, f: TxFeatures) -> None:
+        t = self._tables.get(f.table)
+        if t is not None and f.key_digest:
+            t.see(f)
 
     def score_one(self, f: TxFeatures) -> list[Signal]:
         t = self._tables.get(f.table)
