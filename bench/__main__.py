@@ -19,6 +19,7 @@ from bench.harness import OUT, BenchResult, Ctx, log, machine, table
 BENCHMARKS = (
     "capture_catchup",
     "capture_catchup_cli",
+    "detect_catchup",
     "capture_live",
     "service_live",
     "revert_load",
