@@ -135,6 +135,8 @@ def _shape(ops: Counter[Op], cols: tuple[ColumnFeatures, ...], with_before: int)
 
 
 def _column(col: Column, vals: list[Text], changed: int) -> ColumnFeatures:
+    if not vals:  # most columns of most updates: nothing written, nothing to count
+        return ColumnFeatures(col.name, col.type, 0, 0, 0, changed, (), 0, (), ())
     counts = Counter(vals)
     top = sorted(counts.items(), key=lambda kv: (-kv[1], repr(kv[0])))[:MAX_VALUES]
     numbers: list[float] = []
