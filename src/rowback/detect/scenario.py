@@ -208,6 +208,8 @@ class Shop:
         before = list(row)
         for name, v in values.items():
             row[_index(t, name)] = v
+        if row == before:
+            return  # PostgreSQL would send it, but the shop's code skips writing no change
         self.ops.append((t, Op.UPDATE, i, list(row), before))
         if t is ORDERS and before[2] != row[2]:
             self._status(i, before[2], row[2])
