@@ -975,8 +975,11 @@ def eval_(
         write_rows(sys.stdout, "table", ev.COLUMNS, r.rows())
         typer.echo(
             f"false alarms: {r.false_alarms} ({r.false_alarms_per_week:g} a week, "
-            f"{r.false_alarms_per_day:g} a day, after the warm-up)\n"
+            f"{r.false_alarms_per_day:g} a day, after the warm-up)"
         )
+        for pattern, n in list(r.false_alarm_patterns.items())[:3]:
+            typer.echo(f"  {n} x {pattern}")
+        typer.echo("")
 
 
 def main() -> None:

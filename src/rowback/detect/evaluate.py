@@ -10,6 +10,7 @@ against those plus the false alarms the engine named with that kind.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -91,6 +92,9 @@ class Report:
     seconds: float
     """Wall time of the replay."""
     false_alarm_examples: list[str] = field(default_factory=list)
+    false_alarm_patterns: dict[str, int] = field(default_factory=dict)
+    """False alarms by table, kind and hour of the day, most frequent first: a recurring
+    job shows up as one pattern a day."""
 
     def rows(self) -> list[list[Any]]:
         """One row per kind then ``all``, in ``COLUMNS`` order."""
@@ -165,7 +169,13 @@ def evaluate(
         false_alarms_per_week=round(7 * len(false) / days, 3),
         seconds=round(seconds, 2),
         false_alarm_examples=[i.explanation for i in false[:5]],
+        false_alarm_patterns=dict(Counter(_pattern(i) for i in false).most_common()),
     )
+
+
+def _pattern(inc: Incident) -> str:
+    hour = (inc.first_us // 3_600_000_000) % 24
+    return f"{','.join(inc.tables)} {inc.kind} at {hour:02d}h"
 
 
 def _row(
