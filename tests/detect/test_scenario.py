@@ -191,6 +191,17 @@ def test_half_space_trees_state_round_trip() -> None:
     _round_trip(HalfSpaceTreesDetector)
 
 
+def test_half_space_trees_without_river_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rowback.detect.baselines import HalfSpaceTreesDetector
+    from rowback.errors import RowbackError
+
+    monkeypatch.setitem(sys.modules, "river", None)
+    with pytest.raises(RowbackError, match=r"pip install 'rowback\[eval\]'"):
+        HalfSpaceTreesDetector()
+
+
 def test_rowback_eval_prints_a_report_per_detector_set() -> None:
     got = CliRunner().invoke(
         app, ["eval", "--days", "3", "--seed", "1", "--detectors", "baseline", "-f", "json"]
