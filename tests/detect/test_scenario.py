@@ -3,6 +3,8 @@ incidents against labels, and the comparison detectors' state."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import subprocess
 import sys
@@ -21,7 +23,7 @@ from rowback.detect.engine import GAP_US, Engine
 from rowback.detect.evaluate import EvalRules, batches, evaluate
 from rowback.detect.features import TxFeatures, tx_features
 from rowback.detect.scenario import Label, Scenario, generate, write_debezium
-from rowback.model import Change, Column, Op, TableSchema
+from rowback.model import Change, Column, Op, TableSchema, Text
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 MIN = 60 * 1_000_000
@@ -91,6 +93,24 @@ def test_the_debezium_export_ingests_without_loss(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert f"ingested {len(s.changes)} events, 0 quarantined" in done.stderr
     assert "gaps" not in done.stderr
+    # the same rows, typed: numeric keeps its scale, timestamptz is a timestamp
+    final: dict[str, dict[str, list[Text]]] = {}
+    for c in s.changes:
+        rows = final.setdefault(c.table.qualified, {})
+        if c.after is None:
+            rows.pop(str(c.key[0]) if c.key else "", None)
+        else:
+            rows[str(c.after[0])] = c.after
+    store = ["--store", str(tmp_path / "st")]
+    got = CliRunner().invoke(app, ["tables", *store, "-f", "json"])
+    live = {t["table"]: t["live_rows"] for t in map(orjson.loads, got.output.splitlines())}
+    assert live == {t: len(rows) for t, rows in final.items()}
+    args = ["asof", "public.products", "--at", "2100-01-01T00:00:00Z", *store, "-f", "csv"]
+    products = list(csv.reader(io.StringIO(CliRunner().invoke(app, args).output)))[1:]
+    assert [(r[0], r[3]) for r in products] == [
+        (k, v[3]) for k, v in sorted(final["public.products"].items(), key=lambda kv: int(kv[0]))
+    ]
+    assert products[0][6].startswith("2026-") and "T" in products[0][6]
 
 
 # -- scoring incidents against labels ----------------------------------------------------
