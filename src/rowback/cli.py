@@ -952,6 +952,9 @@ def eval_(
     detectors: Annotated[
         EvalSet, typer.Option(help="rowback, baseline (same-hour count), hst or all.")
     ] = EvalSet.all,
+    review: Annotated[
+        bool, typer.Option(help="Dismiss the warm-up's false alarms, as a person setting up would.")
+    ] = False,
 ) -> None:
     """Replay a simulated shop with injected bad writes; precision, recall and latency."""
     from rowback.detect import evaluate as ev
@@ -966,7 +969,7 @@ def eval_(
                 names.append(name)
             else:
                 typer.echo(f"rowback: skipping {name}: {why}", err=True)
-    reports = ev.compare(generate(days, seed, rate), names)
+    reports = ev.compare(generate(days, seed, rate), names, review=review)
     for r in reports:
         if fmt == Fmt.json:
             typer.echo(r.to_json())

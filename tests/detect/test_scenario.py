@@ -172,6 +172,34 @@ def test_precision_and_recall_of_a_hand_made_case() -> None:
     assert late.false_alarms == 0 and late.overall.precision == 1.0
 
 
+class BigUnlessSeen(Big):
+    """Big, until it learned a big transaction (as a dismissal teaches it)."""
+
+    def __init__(self) -> None:
+        self.seen_big = False
+
+    def learn_one(self, f: TxFeatures) -> None:
+        self.seen_big |= f.rows >= 100
+
+    def score_one(self, f: TxFeatures) -> list[Signal]:
+        return [] if self.seen_big else super().score_one(f)
+
+
+def test_review_dismisses_warm_up_alarms_and_so_teaches_the_recurring_job() -> None:
+    day = 24 * 60 * MIN
+    job = tx(1, 0, 2) + tx(2, MIN, 1_000) + tx(3, day + MIN, 1_000)  # a nightly job, 2 batches
+    for review, false_alarms in ((False, 1), (True, 0)):
+        r = evaluate(
+            job,
+            [],
+            lambda: Engine(lambda: [BigUnlessSeen()], EvalRules()),
+            days=2.0,
+            since_us=day,
+            review=review,
+        )
+        assert r.false_alarms == false_alarms
+
+
 def test_batches_end_at_transaction_ends() -> None:
     changes = tx(1, 0, 700) + tx(2, 1, 700) + tx(3, 2, 10)
     assert [len(b) for b in batches(changes, 1_000)] == [1_400, 10]

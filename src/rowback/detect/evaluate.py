@@ -116,13 +116,24 @@ def batches(changes: Sequence[Change], size: int = BATCH) -> list[Sequence[Chang
 
 
 def replay(
-    changes: Sequence[Change], engine: Engine, source: str = "eval", size: int = BATCH
+    changes: Sequence[Change],
+    engine: Engine,
+    source: str = "eval",
+    size: int = BATCH,
+    dismiss: Callable[[Incident], bool] | None = None,
 ) -> list[Incident]:
-    """Feed ``changes`` to ``engine`` as the store would; every incident it opened."""
+    """Feed ``changes`` to ``engine`` as the store would; every incident it opened.
+
+    ``dismiss`` plays the person reviewing incidents: after each batch, the new or grown
+    incidents it returns True for are dismissed (which teaches the engine their pattern).
+    """
     seen: dict[int, Incident] = {}
     for batch in batches(changes, size):
         for inc in engine.observe(batch, source, {}):
             seen[inc.id] = inc
+            if dismiss is not None and dismiss(inc):
+                inc.status, inc.reason = "dismissed", "a legitimate job"
+                engine.changed(inc)
     return sorted(seen.values(), key=lambda i: i.id)
 
 
@@ -134,14 +145,23 @@ def evaluate(
     name: str = "",
     days: float | None = None,
     since_us: int | None = None,
+    review: bool = False,
 ) -> Report:
     """Replay ``changes`` through a new engine and score its incidents against ``labels``.
 
     ``days`` (default: the span of the commit times) turns false alarms into rates;
-    incidents that began before ``since_us`` (a warm-up) are not false alarms.
+    incidents that began before ``since_us`` (a warm-up) are not false alarms. With
+    ``review``, a person dismisses the false alarms of the warm-up as they appear, as
+    one would when setting Rowback up (the recurring jobs are then learned).
     """
     t0 = time.perf_counter()
-    incidents = replay(changes, make_engine())
+    every: frozenset[int] = frozenset().union(*(lab.txids for lab in labels))
+    warmup = since_us if since_us is not None else -1
+
+    def dismiss(inc: Incident) -> bool:
+        return inc.first_us < warmup and not every.intersection(inc.txids)
+
+    incidents = replay(changes, make_engine(), dismiss=dismiss if review else None)
     seconds = time.perf_counter() - t0
     if days is None:
         span = changes[-1].commit_us - changes[0].commit_us if changes else 0
@@ -245,8 +265,11 @@ def available(name: str) -> str | None:
     return None
 
 
-def compare(scenario: Scenario, names: Sequence[str], threshold: float = 0.8) -> list[Report]:
-    """One report per detector set over the same scenario; warm-up alarms not counted."""
+def compare(
+    scenario: Scenario, names: Sequence[str], threshold: float = 0.8, review: bool = False
+) -> list[Report]:
+    """One report per detector set over the same scenario; warm-up alarms not counted
+    (``review``: dismissed as they appear, see ``evaluate``)."""
     reports = []
     for name in names:
         factory = detector_set(name)
@@ -258,6 +281,7 @@ def compare(scenario: Scenario, names: Sequence[str], threshold: float = 0.8) ->
                 name=name,
                 days=scenario.days,
                 since_us=scenario.warmup_us,
+                review=review,
             )
         )
     return reports
