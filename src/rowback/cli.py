@@ -947,7 +947,7 @@ def eval_(
     seed: Annotated[int, typer.Option(help="Scenario seed.")] = 0,
     rate: Annotated[float, typer.Option(help="Transactions an hour at peak.", min=1)] = 60.0,
     fmt: Annotated[
-        Fmt, typer.Option("--format", "-f", help="table (one per set) or json (one per set).")
+        Fmt, typer.Option("--format", "-f", help="table or csv per detector set, or json lines.")
     ] = Fmt.table,
     detectors: Annotated[
         EvalSet, typer.Option(help="rowback, baseline (same-hour count), hst or all.")
@@ -975,7 +975,7 @@ def eval_(
             typer.echo(r.to_json())
             continue
         typer.echo(f"{r.name}: {r.incidents} incidents in {r.seconds} s")
-        write_rows(sys.stdout, "table", ev.COLUMNS, r.rows())
+        write_rows(sys.stdout, fmt.value, ev.COLUMNS, r.rows())
         typer.echo(
             f"false alarms: {r.false_alarms} ({r.false_alarms_per_week:g} a week, "
             f"{r.false_alarms_per_day:g} a day, after the warm-up)"
