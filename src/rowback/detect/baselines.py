@@ -62,6 +62,9 @@ class SameHourCount:
             cur = self.minute[f.table] = [m, 0, 0, -1]
         return cur
 
+    def see_one(self, f: TxFeatures) -> None:
+        """No short-term counts beyond what it learns (a baseline kept simple)."""
+
     def score_one(self, f: TxFeatures) -> list[Signal]:
         cur = self._current(f)
         if cur[3] != f.txid:
@@ -175,6 +178,9 @@ class HalfSpaceTreesDetector:
                 seed=zlib.crc32(table.encode()),
             )
         return m
+
+    def see_one(self, f: TxFeatures) -> None:
+        """No short-term counts beyond what it learns (a baseline kept simple)."""
 
     def score_one(self, f: TxFeatures) -> list[Signal]:
         recent = self.scores.get(f.table)
