@@ -1,7 +1,7 @@
 """Learned detectors (the ``rowback[ml]`` extra): small scikit-learn networks per table.
 
 ``AutoencoderDetector`` learns to reconstruct a standardised summary of each transaction
-(size, operation mix, value concentration, emptiness, time of day and week) through a
+(size, operation mix, value concentration, emptiness, given the hour of day) through a
 3-unit bottleneck; a transaction it reconstructs badly is unlike anything learned.
 ``RateForecaster`` forecasts the next minute's writes from the last ten minutes and the
 time of day and week, and flags a minute whose writes run far above the forecast.
@@ -9,147 +9,58 @@ time of day and week, and flags a minute whose writes run far above the forecast
 Both train in mini-batches with ``partial_fit`` and judge evidence against their own
 recent errors: the error of a new point is a robust z against the errors the model made
 on points it had not yet trained on, then ``calibrate.score`` maps it to [0, 1] like
-every other detector. Inference is a plain numpy forward pass over the fitted weights
-(``predict`` validates its input on every call, which costs ten times the maths).
-
-State is JSON-able: the networks are pickled and base64-encoded. Pickle runs code when
-loaded, so detector state must only ever come from the user's own store, which holds it
-beside the changes it learned from; it is never read from anywhere else.
+every other detector. State is JSON-able: buffers, statistics and the networks as
+base64 pickles, which must only come from the user's own store (see ``nets``).
 """
 
 from __future__ import annotations
 
-import base64
 import math
-import pickle
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.neural_network import MLPRegressor
 
 from rowback.detect.base import Kind, Signal
 from rowback.detect.calibrate import score
 from rowback.detect.features import TxFeatures
+from rowback.detect.nets import baseline, clock, fit, forward, freeze, net, thaw
 from rowback.detect.stats import US_PER_MINUTE, plural
 
-SEED = 0
 BATCH = 32
 """Transactions the autoencoder buffers before training: amortises ``partial_fit``'s
 fixed cost (~1 ms a call)."""
 RATE_BATCH = 120
 """Closed minutes the forecaster buffers before training (idle minutes count too)."""
-STEPS = 8
-"""Adam steps per training round."""
 RECENT = 512
 """Recent out-of-sample errors kept per table: the baseline a new error is judged by."""
 MIN_ERRORS = 32
-US_PER_DAY = 24 * 60 * US_PER_MINUTE
-_MONDAY_SHIFT = 3
-"""1970-01-01 was a Thursday: shifting by 3 days puts Monday at 0."""
-_Q95_Z = 1.6449
 
 
-def _net(hidden: tuple[int, ...], batch: int) -> Any:
-    """One seeded network taking ``STEPS`` steps per ``partial_fit`` of ``batch`` points;
-    no shuffling, so training depends only on the points and their order."""
-    return MLPRegressor(
-        hidden_layer_sizes=hidden,
-        random_state=SEED,
-        batch_size=batch // STEPS,
-        learning_rate_init=0.003,  # 0.01 oscillates: a cluster it forgets, it never relearns
-        shuffle=False,
-    )
+class _PerTable:
+    """The ``Detector`` methods of a detector that keeps one model per table."""
 
+    _table: ClassVar[type[_TableCoder] | type[_TableRate]]
 
-def _forward(model: Any, x: np.ndarray) -> np.ndarray:
-    """What ``model.predict`` computes (ReLU hidden layers, identity output), in 2-D."""
-    h = x
-    last = len(model.coefs_) - 1
-    for i, (w, b) in enumerate(zip(model.coefs_, model.intercepts_, strict=True)):
-        h = h @ w + b
-        if i < last:
-            h = np.maximum(h, 0.0)
-    return h
+    def __init__(self) -> None:
+        self._tables: dict[str, _TableCoder | _TableRate] = {}
 
+    def learn_one(self, f: TxFeatures) -> None:
+        t = self._tables.get(f.table)
+        if t is None:
+            t = self._tables[f.table] = self._table()
+        t.learn(f)
 
-def _fit(model: Any, x: np.ndarray, y: np.ndarray) -> None:
-    model.partial_fit(x, y)
-    model.loss_curve_ = model.loss_curve_[-1:]  # it grows by one per call: keep state bounded
+    def score_one(self, f: TxFeatures) -> list[Signal]:
+        t = self._tables.get(f.table)
+        return t.score(f) if t is not None else []
 
+    def state(self) -> dict[str, Any]:
+        return {"tables": [[k, t.state()] for k, t in self._tables.items()]}
 
-def _plain(v: Any) -> Any:
-    """Numpy scalars as Python ones (pickle memoises numpy scalars, Python floats not)."""
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    return v
-
-
-def _parts(obj: Any) -> dict[str, bytes]:
-    # One pickle per attribute: pickle records objects shared between attributes as
-    # back-references, and which small objects happen to be shared differs between a
-    # model and its reloaded copy, so one pickle of the whole would not be reproducible.
-    # No attribute of a fitted MLPRegressor aliases another (the optimizer is handed
-    # the weights on each update), so nothing is lost.
-    return {k: pickle.dumps(_plain(v), protocol=5) for k, v in vars(obj).items()}
-
-
-def _unparts(cls: Any, parts: dict[str, bytes]) -> Any:
-    obj = cls.__new__(cls)
-    obj.__dict__.update({k: pickle.loads(b) for k, b in parts.items()})  # trusted state
-    return obj
-
-
-def freeze(model: Any) -> str:
-    """A fitted network as a base64 pickle, byte-identical for equal models.
-
-    Trusted data only: see the module docstring.
-    """
-    opt = model.__dict__.get("_optimizer")
-    parts = _parts(model)
-    parts.pop("_optimizer", None)
-    opt_parts = None if opt is None else (type(opt), _parts(opt))
-    return base64.b64encode(pickle.dumps((parts, opt_parts), protocol=5)).decode("ascii")
-
-
-def thaw(blob: str) -> Any:
-    """The network ``freeze`` encoded (from the user's own store only)."""
-    parts, opt_parts = pickle.loads(base64.b64decode(blob))  # trusted state
-    model = _unparts(MLPRegressor, parts)
-    if opt_parts is not None:
-        model._optimizer = _unparts(*opt_parts)
-    return model
-
-
-def baseline(values: Iterable[float], min_scale: float, median: bool) -> tuple[float, float]:
-    """(centre, scale) of past errors: the centre is their median, or 0 when ``median``
-    is false (residuals of a forecast are measured from the forecast itself); the scale
-    is how far the 95th percentile lies above the centre, in sds of a normal.
-
-    Only excess is ever anomalous, so only the upper tail sets the scale: a history that
-    is mostly idle minutes (residuals piled just below 0) cannot make busy ones extreme.
-
-    >>> baseline([0.0, 1.0, 2.0, 3.0, 4.0], 0.1, median=True)
-    (2.0, 1.094...)
-    """
-    a = np.fromiter(values, dtype=np.float64)
-    centre = float(np.median(a)) if median else 0.0
-    return centre, max((float(np.quantile(a, 0.95)) - centre) / _Q95_Z, min_scale)
-
-
-def clock(us: int) -> list[float]:
-    """Hour of day and day of week as points on two circles (23:59 is next to 00:00).
-
-    >>> [round(x, 3) for x in clock(0)]  # Thursday 00:00
-    [0.0, 1.0, 0.434, -0.901]
-    """
-    day = us / US_PER_DAY
-    hod = 2 * math.pi * (day % 1.0)
-    dow = 2 * math.pi * (((day + _MONDAY_SHIFT) % 7.0) / 7.0)
-    return [math.sin(hod), math.cos(hod), math.sin(dow), math.cos(dow)]
+    def load(self, state: dict[str, Any]) -> None:
+        self._tables = {str(k): self._table.from_state(v) for k, v in state["tables"]}
 
 
 # --- the autoencoder ------------------------------------------------------------------
@@ -219,8 +130,8 @@ class _TableCoder:
     def _standard(self, x: np.ndarray) -> np.ndarray:
         sd = np.maximum(np.sqrt(self.m2 / max(self.k, 1)), MIN_SD)
         z: np.ndarray = np.clip((x - self.mean) / sd, -CLIP, CLIP)
-        z[:, CONTENT:] = x[:, CONTENT:]  # already on the unit circle; standardising would
-        return z  # stretch a weekday not seen yet far outside what was learned
+        z[:, CONTENT:] = x[:, CONTENT:]  # the hour is on the unit circle already
+        return z
 
     def learn(self, f: TxFeatures) -> None:
         self.n += 1
@@ -240,18 +151,18 @@ class _TableCoder:
         self.k = tot
         z = self._standard(x)
         if self.model is None:
-            self.model = _net((8, 3, 8), BATCH)
+            self.model = net((8, 3, 8), BATCH)
         else:  # errors on points not yet trained on: an honest baseline
-            err = np.sqrt(((_forward(self.model, z) - z[:, :CONTENT]) ** 2).mean(axis=1))
+            err = np.sqrt(((forward(self.model, z) - z[:, :CONTENT]) ** 2).mean(axis=1))
             self.errors.extend(float(e) for e in err)
             self.center, self.scale = baseline(self.errors, AE_MIN_SCALE, median=True)
-        _fit(self.model, z, z[:, :CONTENT])
+        fit(self.model, z, z[:, :CONTENT])
 
     def score(self, f: TxFeatures) -> list[Signal]:
         if self.n < AE_MIN_LEARNED or len(self.errors) < MIN_ERRORS:
             return []
         z = self._standard(np.array([vector(f)]))
-        sq = ((_forward(self.model, z) - z[:, :CONTENT]) ** 2)[0]
+        sq = ((forward(self.model, z) - z[:, :CONTENT]) ** 2)[0]
         err = math.sqrt(float(sq.mean()))
         zs = (err - self.center) / self.scale
         if zs <= 0:
@@ -294,41 +205,25 @@ class _TableCoder:
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> _TableCoder:
         t = cls()
+        t.model = thaw(s["model"])
+        if t.model is None and s["model"] is not None:
+            return t  # saved by another scikit-learn: learn this table again
         t.n, t.k = int(s["n"]), int(s["k"])
         t.buf = [[float(v) for v in row] for row in s["buf"]]
         t.mean = np.array(s["mean"], dtype=np.float64)
         t.m2 = np.array(s["m2"], dtype=np.float64)
-        t.model = None if s["model"] is None else thaw(s["model"])
         t.errors = deque((float(e) for e in s["errors"]), maxlen=RECENT)
         t.center, t.scale = (float(v) for v in s["baseline"])
         return t
 
 
-class AutoencoderDetector:
+class AutoencoderDetector(_PerTable):
     """Transactions unlike any learned: a per-table bottleneck network reconstructs them
-    badly (size, operation mix, constant values, empties, an unusual hour)."""
+    badly (size, operation mix, constant values, empties, at this hour)."""
 
     name = "autoencoder"
     kinds = frozenset({Kind.volume, Kind.oversized, Kind.constant, Kind.nulls})
-
-    def __init__(self) -> None:
-        self._tables: dict[str, _TableCoder] = {}
-
-    def learn_one(self, f: TxFeatures) -> None:
-        t = self._tables.get(f.table)
-        if t is None:
-            t = self._tables[f.table] = _TableCoder()
-        t.learn(f)
-
-    def score_one(self, f: TxFeatures) -> list[Signal]:
-        t = self._tables.get(f.table)
-        return t.score(f) if t is not None else []
-
-    def state(self) -> dict[str, Any]:
-        return {"tables": [[k, t.state()] for k, t in self._tables.items()]}
-
-    def load(self, state: dict[str, Any]) -> None:
-        self._tables = {str(k): _TableCoder.from_state(v) for k, v in state["tables"]}
+    _table = _TableCoder
 
 
 # --- the rate forecaster -------------------------------------------------------------
@@ -389,7 +284,7 @@ class _TableRate:
         if m > self.minute:
             ms, ys = _closed(self.minute, self.count, m)
             if self.model is not None:  # residuals of a forecast made before training on them
-                pred = _forward(self.model, _inputs(self.hist, ms, ys))[:, 0]
+                pred = forward(self.model, _inputs(self.hist, ms, ys))[:, 0]
                 self.resid.extend(float(r) for r in np.array(ys) - pred)
             if not self.py:
                 self.h0 = self.hist
@@ -405,8 +300,8 @@ class _TableRate:
 
     def _train(self) -> None:
         if self.model is None:
-            self.model = _net((16, 8), RATE_BATCH)
-        _fit(self.model, _inputs(self.h0, self.pm, self.py), np.array(self.py))
+            self.model = net((16, 8), RATE_BATCH)
+        fit(self.model, _inputs(self.h0, self.pm, self.py), np.array(self.py))
         self.pm, self.py = [], []
         if self.resid:
             self.scale = baseline(self.resid, RATE_MIN_SCALE, median=False)[1]
@@ -421,7 +316,7 @@ class _TableRate:
             hist = self.hist + _closed(self.minute, self.count, m)[1]
             count, inserts = f.rows, f.inserts
         x = np.array([hist[-LAGS:] + clock(m * US_PER_MINUTE)])
-        pred = float(_forward(self.model, x)[0, 0])
+        pred = float(forward(self.model, x)[0, 0])
         z = (math.log1p(count) - pred) / self.scale
         if z <= 0:
             return []
@@ -451,40 +346,24 @@ class _TableRate:
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> _TableRate:
         t = cls()
+        t.model = thaw(s["model"])
+        if t.model is None and s["model"] is not None:
+            return t  # saved by another scikit-learn: learn this table again
         t.minute, t.count, t.inserts, t.seen = (int(v) for v in s["minute"])
         t.hist = [float(v) for v in s["hist"]]
         h0, pm, py = s["pending"]
         t.h0 = [float(v) for v in h0]
         t.pm = [int(v) for v in pm]
         t.py = [float(v) for v in py]
-        t.model = None if s["model"] is None else thaw(s["model"])
         t.resid = deque((float(r) for r in s["resid"]), maxlen=RECENT)
         t.scale = float(s["scale"])
         return t
 
 
-class RateForecaster:
+class RateForecaster(_PerTable):
     """Writes per minute far above a forecast from the last ten minutes and the time of
     day and week (a sequence model: a runaway job or an insert flood as it happens)."""
 
     name = "rate_forecast"
     kinds = frozenset({Kind.volume, Kind.insert_flood})
-
-    def __init__(self) -> None:
-        self._tables: dict[str, _TableRate] = {}
-
-    def learn_one(self, f: TxFeatures) -> None:
-        t = self._tables.get(f.table)
-        if t is None:
-            t = self._tables[f.table] = _TableRate()
-        t.learn(f)
-
-    def score_one(self, f: TxFeatures) -> list[Signal]:
-        t = self._tables.get(f.table)
-        return t.score(f) if t is not None else []
-
-    def state(self) -> dict[str, Any]:
-        return {"tables": [[k, t.state()] for k, t in self._tables.items()]}
-
-    def load(self, state: dict[str, Any]) -> None:
-        self._tables = {str(k): _TableRate.from_state(v) for k, v in state["tables"]}
+    _table = _TableRate
