@@ -14,7 +14,7 @@ import pytest
 from detect_helpers import ORDERS, START_US, Shop, engine_step
 
 import rowback.detect
-from rowback.detect import registry
+from rowback.detect import nets, registry
 from rowback.detect.base import Detector
 from rowback.detect.features import TxFeatures, tx_features
 from rowback.detect.learned import AutoencoderDetector, RateForecaster
@@ -171,11 +171,27 @@ def test_learned_detectors_join_the_defaults_only_when_asked() -> None:
     assert len(registry.detectors(learned=False)) == len(registry.default_detectors())
 
 
+def test_a_network_from_another_scikit_learn_version_is_learned_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a = RateForecaster()
+    for f in busy_orders(0.5, seed=3):
+        a.learn_one(f)
+    saved = json.loads(json.dumps(a.state()))
+    monkeypatch.setattr(nets.sklearn, "__version__", "0.0")
+    b = RateForecaster()
+    b.load(saved)
+    ((table, fresh),) = b.state()["tables"]
+    assert table == "public.orders"
+    assert fresh["model"] is None and fresh["minute"][3] == 0  # no minutes seen
+
+
 def test_missing_scikit_learn_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sklearn", None)
     monkeypatch.setitem(sys.modules, "sklearn.neural_network", None)
-    monkeypatch.delitem(sys.modules, "rowback.detect.learned")
-    monkeypatch.delattr(rowback.detect, "learned")
+    for module in ("learned", "nets"):  # as if never imported, so the import runs again
+        monkeypatch.delitem(sys.modules, f"rowback.detect.{module}")
+        monkeypatch.delattr(rowback.detect, module)
     with pytest.raises(RowbackError) as e:
         registry.learned_detectors()
     assert str(e.value) == (
