@@ -24,10 +24,6 @@ from rowback.model import Change, Op
 MINUTE_US = 60_000_000
 
 
-def top(d: Detector, f: TxFeatures) -> float:
-    return max((s.score for s in d.score_one(f)), default=0.0)
-
-
 def shop_traffic(n: int, seed: int) -> Iterator[TxFeatures]:
     """Small shop transactions, one every 30 s – 3.5 min (``n`` = 3,000 is ~4 days)."""
     shop = Shop(seed)
@@ -138,6 +134,23 @@ def test_rate_forecaster_flags_a_burst_of_fifty_times_the_usual_writes(
     assert worst.score >= 0.8
     assert worst.kind.value == "insert_flood"
     assert worst.seen == "130 writes this minute" and "forecast" in worst.normal
+
+
+def test_rate_forecaster_alarms_on_a_flood_under_the_engine_learn_rule(
+    forecaster: tuple[RateForecaster, list[float], int],
+) -> None:
+    """The engine does not learn what alarmed, so the writes counted this minute stop
+    growing once the flood alarms: the score holds just above 0.5 instead of climbing."""
+    trained, _, now = forecaster
+    d = RateForecaster()
+    d.load(trained.state())
+    shop = Shop(99, start_us=now)
+    got = []
+    for _ in range(26):
+        got.append(max(engine_step([d], shop.features(shop.insert_orders(5))).values()))
+        shop.now += 1_000_000
+    assert sum(g >= 0.5 for g in got) >= 20
+    assert max(got) < 0.8
 
 
 def test_rate_forecaster_fills_at_most_an_hour_of_an_idle_gap() -> None:
