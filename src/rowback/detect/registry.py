@@ -33,12 +33,18 @@ def default_detectors() -> list[Detector]:
     ]
 
 
+_ML_MODULES = frozenset({"sklearn", "scipy", "joblib", "threadpoolctl"})
+"""scikit-learn and what it imports: missing any of them means the extra is missing."""
+
+
 def learned_detectors() -> list[Detector]:
     """Fresh learned detectors (the ``rowback[ml]`` extra); scikit-learn is imported only
     here, so the statistical detectors never need it."""
     try:
         from rowback.detect import learned
     except ImportError as e:
+        if (e.name or "").split(".")[0] not in _ML_MODULES:
+            raise  # a fault of ours, not a missing extra
         raise RowbackError(
             "the learned detectors need scikit-learn: pip install 'rowback[ml]' "
             "(the statistical detectors run without it)"
