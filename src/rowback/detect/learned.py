@@ -7,10 +7,13 @@
 time of day and week, and flags a minute whose writes run far above the forecast.
 
 Both train in mini-batches with ``partial_fit`` and judge evidence against their own
-recent errors: the error of a new point is a robust z against the errors the model made
-on points it had not yet trained on, then ``calibrate.score`` maps it to [0, 1] like
-every other detector. State is JSON-able: buffers, statistics and the networks as
-base64 pickles, which must only come from the user's own store (see ``nets``).
+recent errors: the error of a new point becomes a z against the errors the model made on
+points it had not yet trained on (``nets.baseline``: only their upper tail sets the
+scale), then ``calibrate.score`` maps it to [0, 1] like every other detector. Both are
+seeded and never shuffle, so equal inputs give equal scores and equal state.
+
+State is JSON-able: buffers, statistics and the networks as base64 pickles, which must
+only come from the user's own store (see ``nets``).
 """
 
 from __future__ import annotations
