@@ -67,6 +67,13 @@ ConfigOpt = Annotated[
 DetectOpt = Annotated[
     bool, typer.Option("--detect/--no-detect", help="Judge every change for damage.")
 ]
+LearnedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--learned",
+        help="Also the learned models (autoencoder, write-rate forecaster): rowback[ml].",
+    ),
+]
 WHEN_HELP = "ISO-8601 with zone, relative (-5m, 2h ago), lsn:0/16B3748 or tx:TXID (just before)."
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -124,6 +131,7 @@ def capture(
     fmt: FmtOpt = Fmt.table,
     config: ConfigOpt = None,
     detect: DetectOpt = True,
+    learned: LearnedOpt = False,
 ) -> None:
     """Capture every row change of a PostgreSQL database into the store (pgoutput).
 
@@ -147,7 +155,7 @@ def capture(
     s = open_store(store_path(store))
     try:
         if detect:  # no responder here: auto_revert waits for a person, as in replay
-            _watch(s, config, replay=True)
+            _watch(s, config, replay=True, learned=learned)
         with capture_progress(enabled=sys.stderr.isatty()) as progress:
             cap = ReconnectingCapture(
                 cfg, s, progress, notify=lambda msg: typer.echo(f"rowback: {msg}", err=True)
@@ -216,6 +224,7 @@ def run(
     ] = 60.0,
     config: ConfigOpt = None,
     detect: DetectOpt = True,
+    learned: LearnedOpt = False,
 ) -> None:
     """Capture continuously and serve the store over HTTP (REST API) in one process.
 
@@ -231,7 +240,7 @@ def run(
     path = store_path(store)
     s = open_store(path)
     try:
-        policy = _watch(s, config, replay=source is None) if detect else None
+        policy = _watch(s, config, replay=source is None, learned=learned) if detect else None
         runner, live, ready = _runner(
             s,
             source,
@@ -427,6 +436,7 @@ def ingest(
     once: Annotated[bool, typer.Option(help="Stop when the stream is drained.")] = False,
     config: ConfigOpt = None,
     detect: DetectOpt = True,
+    learned: LearnedOpt = False,
 ) -> None:
     """Ingest Debezium change events from a file, stdin, NATS JetStream or Redis Streams.
 
@@ -443,7 +453,7 @@ def ingest(
     s = open_store(store_path(store))
     try:
         if detect:
-            _watch(s, config, replay=True)
+            _watch(s, config, replay=True, learned=learned)
         if nats or redis:
             if not stream:
                 raise RowbackError("--stream is required with --nats or --redis")
@@ -1024,9 +1034,10 @@ def reversions(
     _query(store, fmt, "/api/v1/reversions", {}, reversions_result)
 
 
-def _watch(s: Store, config: Path | None, replay: bool) -> Any:
+def _watch(s: Store, config: Path | None, replay: bool, learned: bool = False) -> Any:
     """Attach detection to ``s`` under the policy file (``config``, else ./rowback.toml
-    when there is one, else the defaults); the policy."""
+    when there is one, else the defaults); the policy. Without scikit-learn, ``learned``
+    says so and the statistical detectors run alone."""
     from rowback.detect.watch import attach
     from rowback.policy import Policy, load_policy
 
@@ -1034,7 +1045,13 @@ def _watch(s: Store, config: Path | None, replay: bool) -> Any:
         config = Path("rowback.toml")
         typer.echo("rowback: policy from ./rowback.toml", err=True)
     policy = load_policy(config) if config is not None else Policy.default()
-    attach(s, policy, replay)
+    try:
+        attach(s, policy, replay, learned)
+    except RowbackError as e:
+        if not learned:
+            raise
+        typer.echo(f"rowback: {e}; running the statistical detectors only", err=True)
+        attach(s, policy, replay)
     return policy
 
 

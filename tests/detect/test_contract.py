@@ -10,13 +10,13 @@ from detect_helpers import Shop, learn_all
 
 from rowback.detect.base import Detector, Signal
 from rowback.detect.features import TxFeatures
-from rowback.detect.registry import default_detectors
+from rowback.detect.registry import detectors
 
-NAMES = [d.name for d in default_detectors()]
+NAMES = [d.name for d in detectors(learned=True)]
 
 
 def fresh(name: str) -> Detector:
-    return next(d for d in default_detectors() if d.name == name)
+    return next(d for d in detectors(learned=True) if d.name == name)
 
 
 def stream(n: int, seed: int = 3) -> Iterator[TxFeatures]:

@@ -124,6 +124,9 @@ class Big:
     name = "big"
     kinds = frozenset({Kind.oversized})
 
+    def see_one(self, f: TxFeatures) -> None:
+        pass
+
     def learn_one(self, f: TxFeatures) -> None:
         pass
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import rowback.policy as pol
 from rowback.detect.engine import Engine
-from rowback.detect.registry import default_detectors
+from rowback.detect.registry import default_detectors, detectors
 from rowback.store.base import Store
 
 
@@ -34,9 +34,19 @@ class PolicyRules:
         return d.action.value, d.status.value, d.why
 
 
-def attach(store: Store, policy: pol.Policy | None = None, replay: bool = False) -> Engine:
-    """Make ``store`` judge every later write with the default detectors, restored to
-    what they learned before (kept in the store)."""
-    engine = Engine(default_detectors, PolicyRules(policy or pol.Policy.default(), replay))
+def attach(
+    store: Store,
+    policy: pol.Policy | None = None,
+    replay: bool = False,
+    learned: bool = False,
+) -> Engine:
+    """Make ``store`` judge every later write with the default detectors (and, with
+    ``learned``, the learned models of ``rowback[ml]``; RowbackError when missing),
+    restored to what they learned before (kept in the store)."""
+    make = default_detectors
+    if learned:
+        detectors(True)  # fails here, once, when scikit-learn is missing
+        make = lambda: detectors(True)  # noqa: E731
+    engine = Engine(make, PolicyRules(policy or pol.Policy.default(), replay))
     store.watch(engine)
     return engine
