@@ -240,7 +240,9 @@ def run(
     path = store_path(store)
     s = open_store(path)
     try:
-        policy = _watch(s, config, replay=source is None, learned=learned) if detect else None
+        policy = (
+            _watch(s, config, source is None, learned, hold_tail=source is None) if detect else None
+        )
         runner, live, ready = _runner(
             s,
             source,
@@ -453,7 +455,7 @@ def ingest(
     s = open_store(store_path(store))
     try:
         if detect:
-            _watch(s, config, replay=True, learned=learned)
+            _watch(s, config, replay=True, learned=learned, hold_tail=True)
         if nats or redis:
             if not stream:
                 raise RowbackError("--stream is required with --nats or --redis")
@@ -484,6 +486,8 @@ def ingest(
             report = dbz.ingest_file(
                 s, file, source=name, keys=keys, progress=sys.stderr.isatty(), notify=told
             )
+        if detect:
+            s.judge_pending(name)  # the stream ended: its last transaction is whole
     finally:
         s.close()
     typer.echo(report.summary(), err=True)
@@ -1034,7 +1038,9 @@ def reversions(
     _query(store, fmt, "/api/v1/reversions", {}, reversions_result)
 
 
-def _watch(s: Store, config: Path | None, replay: bool, learned: bool = False) -> Any:
+def _watch(
+    s: Store, config: Path | None, replay: bool, learned: bool = False, hold_tail: bool = False
+) -> Any:
     """Attach detection to ``s`` under the policy file (``config``, else ./rowback.toml
     when there is one, else the defaults); the policy. Without scikit-learn, ``learned``
     says so and the statistical detectors run alone."""
@@ -1046,12 +1052,12 @@ def _watch(s: Store, config: Path | None, replay: bool, learned: bool = False) -
         typer.echo("rowback: policy from ./rowback.toml", err=True)
     policy = load_policy(config) if config is not None else Policy.default()
     try:
-        attach(s, policy, replay, learned)
+        attach(s, policy, replay, learned, hold_tail)
     except RowbackError as e:
         if not learned:
             raise
         typer.echo(f"rowback: {e}; running the statistical detectors only", err=True)
-        attach(s, policy, replay)
+        attach(s, policy, replay, hold_tail=hold_tail)
     return policy
 
 

@@ -19,7 +19,7 @@ import orjson
 
 from rowback.detect.base import Detector, Signal
 from rowback.detect.features import ColumnFeatures, TxFeatures, tx_features
-from rowback.model import Change, Op
+from rowback.model import Change, Column, Op, TableSchema
 from rowback.store.base import Incident
 
 GAP_US = 10 * 60 * 1_000_000
@@ -27,6 +27,12 @@ GAP_US = 10 * 60 * 1_000_000
 MAX_HELD = 20
 """Features kept per open incident, learned if a person dismisses it."""
 MAX_TXIDS = 100_000
+DAY_US = 86_400 * 1_000_000
+ROUTINE_DAYS = 2
+"""Earlier days on which the same pattern alarmed at about the same time of day (and was
+not reverted) that make it a recurring job: learned from, no incident."""
+ROUTINE_SLACK_US = 90 * 60 * 1_000_000
+MAX_HITS = 30
 SEVERITIES = ("low", "medium", "high", "critical")
 OPEN = ("open", "pending_confirmation")
 
@@ -58,23 +64,65 @@ class _Open:
 class Engine:
     """The detectors, what they learned, and the incidents still growing."""
 
-    def __init__(self, detectors: Callable[[], Sequence[Detector]], rules: Rules) -> None:
+    def __init__(
+        self,
+        detectors: Callable[[], Sequence[Detector]],
+        rules: Rules,
+        hold_tail: bool = False,
+    ) -> None:
         self._make = detectors
+        self.hold_tail = hold_tail
+        self._pending: list[Change] = []
+        """The last transaction of a replay's write, judged with the next (``hold_tail``)."""
+        self._ours: set[int] = set()
         self.detectors = list(detectors())
         self.rules = rules
         self._next_id = 1
         self._open: dict[int, _Open] = {}
         self._rows: dict[str, int] = {}
         """Live rows per table, as far as the stream showed them (for the share touched)."""
+        self._hits: dict[str, list[list[int]]] = {}
+        """Per pattern, when it alarmed: [commit_us, incident id], oldest first."""
 
     # -- Observer --------------------------------------------------------------------
 
     def observe(
         self, changes: Sequence[Change], source: str, reverting: Mapping[int, str]
     ) -> list[Incident]:
+        """Judge ``changes`` transaction by transaction, in commit order. With
+        ``hold_tail`` (a replay, whose writes may cut a transaction in two) the last
+        transaction waits for the next call, so the same stream is judged the same
+        whatever its writes' boundaries; an empty call judges what waits."""
         grown: dict[int, Incident] = {}
-        ours = {int(t) for t in reverting}
-        for c in changes:
+        self._ours |= {int(t) for t in reverting}
+        todo = self._pending + list(changes)
+        self._pending = []
+        if self.hold_tail and changes and todo[-1].op != Op.SNAPSHOT:
+            last = todo[-1].txid
+            cut = len(todo)
+            while cut and todo[cut - 1].txid == last:
+                cut -= 1
+            todo, self._pending = todo[:cut], todo[cut:]
+        by_tx: dict[int, int] = {}
+        start = 0
+        while start < len(todo):
+            end = start + 1
+            while end < len(todo) and todo[end].txid == todo[start].txid:
+                end += 1
+            self._judge(todo[start:end], source, by_tx, grown)
+            start = end
+        self._ours = {t for t in self._ours if any(c.txid == t for c in self._pending)}
+        return list(grown.values())
+
+    def _judge(
+        self,
+        tx: Sequence[Change],
+        source: str,
+        by_tx: dict[int, int],
+        grown: dict[int, Incident],
+    ) -> None:
+        """One transaction: count its rows, then judge each table it wrote."""
+        for c in tx:
             q = c.table.qualified
             if c.op in (Op.INSERT, Op.SNAPSHOT):
                 self._rows[q] = self._rows.get(q, 0) + 1
@@ -82,8 +130,9 @@ class Engine:
                 self._rows[q] = max(0, self._rows.get(q, 0) - 1)
             elif c.op == Op.TRUNCATE:
                 self._rows[q] = 0
-        feats = tx_features(c for c in changes if c.txid not in ours)
-        by_tx: dict[int, int] = {}
+        if tx[0].txid in self._ours:
+            return  # Rowback's own revert: never judged, never learned
+        feats = tx_features(tx)
         for f in feats:
             if self.rules.in_maintenance(f.table, f.commit_us):
                 continue  # neither learned from nor alerted on
@@ -96,11 +145,15 @@ class Engine:
                 continue
             for d in self.detectors:
                 d.see_one(f)
+            if self._routine(f, hits):
+                for d in self.detectors:
+                    d.learn_one(f)
+                continue
             inc = self._group(f, hits, source, by_tx.get(f.txid))
+            self._hit(f, hits, inc.id)
             by_tx[f.txid] = inc.id
             grown[inc.id] = inc
         self._close(feats)
-        return list(grown.values())
 
     def state(self) -> bytes:
         return orjson.dumps(
@@ -108,6 +161,9 @@ class Engine:
                 "detectors": {d.name: d.state() for d in self.detectors},
                 "next_id": self._next_id,
                 "rows": self._rows,
+                "hits": self._hits,
+                "pending": [_change_doc(c) for c in self._pending],
+                "ours": sorted(self._ours),
                 "open": [
                     {"incident": asdict(o.incident), "pattern": o.pattern, "held": o.held}
                     for o in self._open.values()
@@ -124,12 +180,20 @@ class Engine:
                 d.load(saved[d.name])
         self._next_id = int(got.get("next_id", 1))
         self._rows = {str(k): int(v) for k, v in got.get("rows", {}).items()}
+        self._pending = [_change_of(d) for d in got.get("pending", [])]
+        self._ours = {int(t) for t in got.get("ours", [])}
+        self._hits = {
+            str(k): [[int(a), int(b)] for a, b in v] for k, v in got.get("hits", {}).items()
+        }
         self._open = {}
         for o in got.get("open", []):
             inc = Incident(**o["incident"])
             self._open[inc.id] = _Open(inc, o["pattern"], o["held"])
 
     def changed(self, incident: Incident) -> None:
+        if incident.status in ("reverted", "reverting"):  # damage, not a job: never routine
+            for hits in self._hits.values():
+                hits[:] = [h for h in hits if h[1] != incident.id]
         o = self._open.get(incident.id)
         if incident.status == "dismissed" and o is not None:
             for held in o.held:
@@ -140,6 +204,34 @@ class Engine:
             self._open.pop(incident.id, None)
         elif o is not None:
             o.incident = incident
+
+    # -- recurring jobs --------------------------------------------------------------
+
+    @staticmethod
+    def _pattern(f: TxFeatures, hits: list[Signal]) -> str:
+        return f"{f.table}|{f.shape}"  # not the kind: it changes as detectors learn
+
+    def _routine(self, f: TxFeatures, hits: list[Signal]) -> bool:
+        """The same pattern alarmed at about this time of day on ``ROUTINE_DAYS`` earlier
+        days (and nobody reverted it): a nightly archive, a morning restock. Detectors
+        learn it, seasonal baselines then carry it, and it is not an incident again."""
+        day = f.commit_us // DAY_US
+        tod = f.commit_us % DAY_US
+        days = set()
+        for at, _ in self._hits.get(self._pattern(f, hits), []):
+            d = at // DAY_US
+            gap = abs(at % DAY_US - tod)
+            if d < day and min(gap, DAY_US - gap) <= ROUTINE_SLACK_US:
+                days.add(d)
+        return len(days) >= ROUTINE_DAYS
+
+    def _hit(self, f: TxFeatures, hits: list[Signal], iid: int) -> None:
+        got = self._hits.setdefault(self._pattern(f, hits), [])
+        got.append([f.commit_us, iid])
+        del got[:-MAX_HITS]
+        if len(self._hits) > 4 * MAX_HITS:  # forget the least recently alarming patterns
+            oldest = min(self._hits, key=lambda k: self._hits[k][-1][0])
+            del self._hits[oldest]
 
     # -- grouping --------------------------------------------------------------------
 
@@ -283,4 +375,32 @@ def features_from(d: dict[str, Any]) -> TxFeatures:
             "columns": cols,
             "example_keys": tuple(tuple(k) for k in d["example_keys"]),
         }
+    )
+
+
+def _change_doc(c: Change) -> dict[str, Any]:
+    t = c.table
+    return {
+        "t": [t.source, t.schema, t.name, [[col.name, col.type, col.key] for col in t.columns]],
+        "c": [int(c.op), c.key, c.after, c.before, c.commit_us, c.txid, c.lsn, c.seq],
+        "u": sorted(c.unchanged),
+    }
+
+
+def _change_of(d: dict[str, Any]) -> Change:
+    """The change ``_change_doc`` described (a held transaction, from the state)."""
+    src, schema, name, cols = d["t"]
+    table = TableSchema(src, schema, name, tuple(Column(n, ty, key=k) for n, ty, k in cols))
+    op, key, after, before, at, txid, lsn, seq = d["c"]
+    return Change(
+        table,
+        Op(op),
+        None if key is None else tuple(key),
+        after,
+        before,
+        at,
+        txid,
+        lsn,
+        seq,
+        frozenset(d["u"]),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rowback.detect.base import Detector
+from rowback.detect.stats_deletes import DeletesDetector
 from rowback.detect.stats_outlier import OutlierDetector
 from rowback.detect.stats_values import (
     CategoryDetector,
@@ -30,6 +31,7 @@ def default_detectors() -> list[Detector]:
         CategoryDetector(),
         TimestampDetector(),
         FrozenDetector(),
+        DeletesDetector(),
     ]
 
 

@@ -39,14 +39,17 @@ def attach(
     policy: pol.Policy | None = None,
     replay: bool = False,
     learned: bool = False,
+    hold_tail: bool = False,
 ) -> Engine:
     """Make ``store`` judge every later write with the default detectors (and, with
     ``learned``, the learned models of ``rowback[ml]``; RowbackError when missing),
-    restored to what they learned before (kept in the store)."""
+    restored to what they learned before (kept in the store). ``hold_tail``: the
+    source's writes may cut a transaction in two (Debezium blocks): each write's last
+    transaction is judged with the next (``Store.judge_pending`` at the end)."""
     make = default_detectors
     if learned:
         detectors(True)  # fails here, once, when scikit-learn is missing
         make = lambda: detectors(True)  # noqa: E731
-    engine = Engine(make, PolicyRules(policy or pol.Policy.default(), replay))
+    engine = Engine(make, PolicyRules(policy or pol.Policy.default(), replay), hold_tail)
     store.watch(engine)
     return engine

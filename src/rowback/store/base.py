@@ -383,6 +383,11 @@ class Store(Reader, Protocol):
         """Attach ``observer`` (restored to its persisted state) to every later write."""
         ...
 
+    def judge_pending(self, source: str) -> None:
+        """Let the observer judge what it held back (a replay's last transaction, which
+        the next write might have continued): the stream has ended."""
+        ...
+
     def update_incident(
         self,
         iid: int,

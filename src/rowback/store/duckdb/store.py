@@ -422,15 +422,15 @@ class DuckDBStore:
         commit: bool,
         reverting: Mapping[int, str] | None,
     ) -> None:
-        """Feed the observer what this write stores, and keep what it concluded in the
-        same transaction (its state only when the transaction commits: a bulk load's
-        open transaction persists it at the batch that commits)."""
+        """Feed the observer what this write stores, and keep what it concluded (its
+        incidents and learned state) in the same transaction."""
         if self.observer is None:
             return
         seen = self._diffed(placed())
         incident_log.save(self._con, self.observer.observe(seen, source, reverting or {}))
-        if commit:
-            incident_log.save_state(self._con, self.observer.state())
+        # every write, not only one that commits: a bulk transaction left open may be
+        # committed by whatever writes next (``_settle``), and must hold the state too
+        incident_log.save_state(self._con, self.observer.state())
 
     def _diffed(self, placed: Sequence[tuple[int, Change]]) -> list[Change]:
         """The changes as the store diffed them: an update sent without a before image
@@ -473,6 +473,20 @@ class DuckDBStore:
         self.observer = observer
         if observer is not None:
             observer.restore(incident_log.load_state(self._con))
+
+    @_writing
+    def judge_pending(self, source: str) -> None:
+        if self.observer is None:
+            return
+        self._settle()
+        self._begin()
+        try:
+            incident_log.save(self._con, self.observer.observe([], source, {}))
+            incident_log.save_state(self._con, self.observer.state())
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
 
     def incidents(self) -> list[Incident]:
         # under the writer's lock: the service's responder asks from its own thread
