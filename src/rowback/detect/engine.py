@@ -23,6 +23,15 @@ from rowback.model import Change, Column, Op, TableSchema
 from rowback.store.base import Incident
 
 GAP_US = 10 * 60 * 1_000_000
+DRIP_GAP_US = 3 * 3_600 * 1_000_000
+"""A drip alarms once an hour at most (its evidence is an hour's): its alarms this far
+apart are still one slow incident."""
+
+
+def _gap(kind: str) -> int:
+    return DRIP_GAP_US if kind == "drip" else GAP_US
+
+
 """Anomalous transactions of one pattern closer than this belong to one incident."""
 MAX_HELD = 20
 """Features kept per open incident, learned if a person dismisses it."""
@@ -246,7 +255,8 @@ class Engine:
                 (
                     o
                     for o in self._open.values()
-                    if o.pattern == pattern and f.commit_us - o.incident.last_us <= GAP_US
+                    if o.pattern == pattern
+                    and f.commit_us - o.incident.last_us <= _gap(top.kind.value)
                 ),
                 None,
             )
@@ -323,7 +333,9 @@ class Engine:
         if not feats:
             return
         now = max(f.commit_us for f in feats)
-        for iid in [i for i, o in self._open.items() if now - o.incident.last_us > GAP_US]:
+        for iid in [
+            i for i, o in self._open.items() if now - o.incident.last_us > _gap(o.incident.kind)
+        ]:
             del self._open[iid]
 
 
