@@ -102,6 +102,9 @@ class Responder:
         from rowback.api.revert import _plan
 
         with self.ctx.reverting:
+            settled = self._settled(inc, target)
+            if settled is not None:
+                return settled
             try:
                 done = ops.approve(
                     self.ctx.store,
@@ -126,6 +129,26 @@ class Responder:
             f"automatically by reversion {done.outcome.id}: {done.outcome.applied.rows} rows"
         )
         return done.incident
+
+    def _settled(self, inc: Incident, target: str) -> Incident | None:
+        """After a crash mid-revert: a reversion of ``inc`` left ``started`` gets its
+        outcome from the target; if one applied, the incident is reverted (not reverted
+        twice), else None and the revert runs again (PostgreSQL was left untouched)."""
+        snap = self.ctx.snapshot()
+        try:
+            rr.resolve_started(self.ctx.store, target, snap.reader)
+        finally:
+            snap.close()
+        snap = self.ctx.snapshot()
+        try:
+            mine = [r for r in snap.reader.reversions() if r.selection.get("incident") == inc.id]
+        finally:
+            snap.close()
+        done = [r for r in mine if r.status == "applied"]
+        if not done:
+            return None
+        self.notify(f"incident {inc.id}: reverted before a restart, by reversion {done[-1].id}")
+        return self.ctx.store.update_incident(inc.id, "reverted", reversion=done[-1].id)
 
     def _alert(self, inc: Incident) -> None:
         snap = self.ctx.snapshot()

@@ -362,3 +362,61 @@ def test_revert_incident_offline_after_capture_detected_it(
     assert again.returncode == 1 and "is reverted" in again.stderr
     missing = cli("revert", "--incident", "99", "--target", bank, store=store_path, ok=False)
     assert missing.returncode == 1 and "incident 99 is not in the store" in missing.stderr
+
+
+def _waiting(dsn: str, timeout: float = 30) -> int:
+    """The backend of the automatic revert, once it waits on the table lock."""
+    conn = pg_connect(dsn)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'UPDATE %%accounts%%'"
+                )
+                row = cur.fetchone()
+            if row is not None:
+                return int(row[0])
+            time.sleep(0.01)
+    finally:
+        conn.close()
+    raise AssertionError("the automatic revert never waited on the lock")
+
+
+def test_kill_9_during_an_automatic_revert_then_it_completes_once(
+    bank: str, store_path: Path, tmp_path: Path
+) -> None:
+    cfg = policy(tmp_path, '[tables."public.accounts"]\naction = "auto_revert"\n')
+    svc = start(store_path, "--source", bank, "--config", str(cfg))
+    traffic(bank, 300)
+    caught_up(svc, bank)
+    before = balances(bank)
+    blocker = pg_connect(bank, autocommit=False)
+    conn = pg_connect(bank, autocommit=False)
+    with conn.cursor() as cur:
+        cur.execute("UPDATE accounts SET balance = 0 WHERE id <= 3000")
+    conn.commit()
+    conn.close()
+    with blocker.cursor() as cur:  # the revert will wait here, inside its transaction
+        cur.execute("LOCK TABLE accounts IN SHARE MODE")
+    _waiting(bank)
+    svc.stop(signal.SIGKILL)  # mid-apply: some rows written in its open transaction
+    blocker.rollback()
+    blocker.close()
+    svc = start(store_path, "--source", bank, "--config", str(cfg))
+    try:
+        (inc,) = wait(lambda: [i for i in incidents(store_path) if i["status"] == "reverted"])
+        assert balances(bank) == before
+        revs = [
+            json.loads(x)
+            for x in cli("reversions", "--format", "json", store=store_path).stdout.splitlines()
+        ]
+        # the killed one failed (PostgreSQL rolled it back), the next one applied
+        assert [(r["status"], r["selection"]["incident"]) for r in revs] == [
+            ("failed", inc["id"]),
+            ("applied", inc["id"]),
+        ]
+        assert inc["reversion"] == revs[1]["id"]
+    finally:
+        svc.stop()
