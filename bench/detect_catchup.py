@@ -1,7 +1,8 @@
 """detect_catchup: what detection costs capture's catch-up (target: at most 10% slower).
 
-The same pgbench backlog (``-c 4``, TPC-B: three updates and one insert per transaction,
-four tables interleaved) on a server left as ``initdb`` made it is drained by the whole
+The same pgbench backlog (``-c 4``, TPC-B: three captured updates per transaction over
+three tables interleaved; ``pgbench_history`` has no primary key, so default capture
+skips its inserts) on a server left as ``initdb`` made it is drained by the whole
 command, ``rowback capture --once``, with detection on (the default: every write is
 judged by every detector inside its transaction, incidents and state committed with it)
 and with ``--no-detect``, alternating, one slot and store per drain. The figure is the
