@@ -112,6 +112,27 @@ def test_a_statement_is_one_incident_and_a_job_of_many_statements_too() -> None:
     assert later.id == 2
 
 
+DAY = 24 * 60 * MIN
+
+
+def test_a_job_that_alarmed_yesterday_at_this_hour_and_size_is_routine() -> None:
+    e = engine()
+    (first,) = e.observe(tx(1, 2 * 60 * MIN, 500), "pg", {})  # day 0, 02:00: alarms once
+    assert learned(e) == 0
+    # day 1, 02:30, 1.5x the rows: the same job, learned from, no incident
+    assert e.observe(tx(2, DAY + 150 * MIN, 750), "pg", {}) == []
+    assert learned(e) == 1
+    # day 1 at 02:40 again but 10x the rows, or at 14:00: not excused by the job
+    (big,) = e.observe(tx(3, DAY + 160 * MIN + GAP_US, 5_000), "pg", {})
+    (noon,) = e.observe(tx(4, DAY + 14 * 60 * MIN, 500), "pg", {})
+    assert big.id != first.id and noon.id not in (first.id, big.id)
+    # damage that was reverted is never a job: the same write the next day alarms again
+    first.status = "reverted"
+    e.changed(first)
+    (again,) = e.observe(tx(5, 2 * DAY + 2 * 60 * MIN, 500), "pg", {})
+    assert again.txids == [5]
+
+
 def test_severity_uses_rows_share_and_criticality() -> None:
     e = engine()
     e.observe(tx(1, 0, 200, lo=0) + tx(1, 0, 200, lo=200)[:0], "pg", {})  # 200 rows

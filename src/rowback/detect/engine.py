@@ -37,10 +37,14 @@ MAX_HELD = 20
 """Features kept per open incident, learned if a person dismisses it."""
 MAX_TXIDS = 100_000
 DAY_US = 86_400 * 1_000_000
-ROUTINE_DAYS = 2
-"""Earlier days on which the same pattern alarmed at about the same time of day (and was
-not reverted) that make it a recurring job: learned from, no incident."""
-ROUTINE_SLACK_US = 90 * 60 * 1_000_000
+ROUTINE_DAYS = 1
+"""Earlier days on which the same pattern alarmed at about the same time of day, at about
+the same size (and was not reverted), that make it a recurring job: learned from, no
+incident. One day: a job alarms once, on its first run that detectors judge."""
+ROUTINE_SLACK_US = 45 * 60 * 1_000_000
+ROUTINE_SIZE = 3.0
+"""A job's runs differ in size by less than this factor; damage of another size that
+happens to share a job's table, statement shape and hour is not excused by it."""
 MAX_HITS = 30
 SEVERITIES = ("low", "medium", "high", "critical")
 OPEN = ("open", "pending_confirmation")
@@ -91,7 +95,7 @@ class Engine:
         self._rows: dict[str, int] = {}
         """Live rows per table, as far as the stream showed them (for the share touched)."""
         self._hits: dict[str, list[list[int]]] = {}
-        """Per pattern, when it alarmed: [commit_us, incident id], oldest first."""
+        """Per pattern, when it alarmed: [commit_us, incident id, rows], oldest first."""
 
     # -- Observer --------------------------------------------------------------------
 
@@ -192,7 +196,8 @@ class Engine:
         self._pending = [_change_of(d) for d in got.get("pending", [])]
         self._ours = {int(t) for t in got.get("ours", [])}
         self._hits = {
-            str(k): [[int(a), int(b)] for a, b in v] for k, v in got.get("hits", {}).items()
+            str(k): [[int(h[0]), int(h[1]), int(h[2]) if len(h) > 2 else 0] for h in v]
+            for k, v in got.get("hits", {}).items()
         }
         self._open = {}
         for o in got.get("open", []):
@@ -227,16 +232,17 @@ class Engine:
         day = f.commit_us // DAY_US
         tod = f.commit_us % DAY_US
         days = set()
-        for at, _ in self._hits.get(self._pattern(f, hits), []):
+        for at, _, rows in self._hits.get(self._pattern(f, hits), []):
             d = at // DAY_US
             gap = abs(at % DAY_US - tod)
-            if d < day and min(gap, DAY_US - gap) <= ROUTINE_SLACK_US:
+            similar = rows <= 0 or max(rows, f.rows) <= ROUTINE_SIZE * min(rows, f.rows)
+            if d < day and min(gap, DAY_US - gap) <= ROUTINE_SLACK_US and similar:
                 days.add(d)
         return len(days) >= ROUTINE_DAYS
 
     def _hit(self, f: TxFeatures, hits: list[Signal], iid: int) -> None:
         got = self._hits.setdefault(self._pattern(f, hits), [])
-        got.append([f.commit_us, iid])
+        got.append([f.commit_us, iid, f.rows])
         del got[:-MAX_HITS]
         if len(self._hits) > 4 * MAX_HITS:  # forget the least recently alarming patterns
             oldest = min(self._hits, key=lambda k: self._hits[k][-1][0])

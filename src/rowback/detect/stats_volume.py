@@ -35,6 +35,11 @@ MAX_SHAPES = 32
 SIZE_MIN_SCALE = 0.5
 """Smallest sd of log1p(rows) per transaction: a perfectly regular table is not brittle."""
 MINUTE_MIN_SCALE = 0.4
+MINUTE_SHARE = 5
+"""A transaction adds at most this many rows, or twice the table's p99 transaction size,
+to its minute's count: ``oversized`` judges a big transaction by itself, and a nightly
+job's three 1,000-row statements must not make the next one-row order a volume alarm,
+while a flood of ordinary transactions still counts in full."""
 
 
 def _hists_state(d: dict[int, LogHist]) -> list[Any]:
@@ -138,14 +143,22 @@ class _TableVolume:
             del self.shapes[next(iter(self.shapes))]
         sh.all.add(f.rows)
         _hist(sh.hours, h, 1000.0).add(f.rows)
+        share = self._share()
         self._roll(f)
-        self.m_rows += f.rows
-        self.m_inserts += f.inserts
+        self.m_rows += min(f.rows, share)
+        self.m_inserts += min(f.inserts, share)
 
     def see(self, f: TxFeatures) -> None:
+        share = self._share()
         self._roll(f)
-        self.m_bad += f.rows
-        self.m_bad_inserts += f.inserts
+        self.m_bad += min(f.rows, share)
+        self.m_bad_inserts += min(f.inserts, share)
+
+    def _share(self) -> int:
+        """The most rows one transaction adds to its minute (``MINUTE_SHARE``)."""
+        if self.sizes.n < MIN_HISTORY:
+            return 1 << 62
+        return max(MINUTE_SHARE, math.ceil(2 * math.expm1(self.sizes.quantile(0.99))))
 
     def _roll(self, f: TxFeatures) -> None:
         m = f.commit_us // US_PER_MINUTE
@@ -168,12 +181,13 @@ class _TableVolume:
         if size is not None:
             out.append(size)
         same = f.commit_us // US_PER_MINUTE <= self.minute
-        rows = f.rows + (self.m_rows + self.m_bad if same else 0)
+        share = self._share()
+        rows = min(f.rows, share) + (self.m_rows + self.m_bad if same else 0)
         got = self.rows.judge(f.commit_us, rows)
         if got is not None and got[0] > 0:
             out.append(self._signal(Kind.volume, f, got, rows, "row", "per minute"))
         if f.inserts:
-            ins = f.inserts + (self.m_inserts + self.m_bad_inserts if same else 0)
+            ins = min(f.inserts, share) + (self.m_inserts + self.m_bad_inserts if same else 0)
             got = self.ins.judge(f.commit_us, ins)
             if got is not None and got[0] > 0:
                 out.append(self._signal(Kind.insert_flood, f, got, ins, "insert", "per minute"))
