@@ -793,11 +793,11 @@ def revert(
         with _reader(store) as r:
             plan = rr.plan_for(r, req)
         if dry_run:
-            live = ra.live_values(target, plan) if target is not None else None
+            live = (lambda rows: ra.live_values(target, rows)) if target is not None else None
             rows = rv.plan_rows(plan, live)
             write_rows(sys.stdout, fmt.value, rv.PLAN_COLUMNS, rows, {"key": "row"})
             _pulled(rr.pulled_lines(plan))
-            _plan_summary(len(plan.writes), len(plan.conflicts), plan.refused)
+            _plan_summary(plan.n_writes, len(plan.conflicts), plan.refused)
             return
         _conflicts(plan)
         if plan.refused:
@@ -807,7 +807,7 @@ def revert(
             )
         assert sql is not None
         rr.write_sql(plan, sql, target, disable_triggers)
-        typer.echo(f"rowback: wrote {len(plan.writes)} guarded statement(s) to {sql}", err=True)
+        typer.echo(f"rowback: wrote {plan.n_writes} guarded statement(s) to {sql}", err=True)
         return
     s = open_store(store_path(store))
     try:

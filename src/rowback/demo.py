@@ -309,7 +309,7 @@ def _undo(console: Console, store: DuckDBStore, dsn: str, bad_txid: int) -> None
     else:
         req = Request(txids=[bad_txid], target=dsn, reason="demo: the bad deploy")
         plan = plan_for(store, req)
-        console.print(f"[bold]rowback revert --txid {bad_txid}[/] ({len(plan.writes)} rows)")
+        console.print(f"[bold]rowback revert --txid {bad_txid}[/] ({plan.n_writes} rows)")
         if plan.refused:
             req = Request(txids=[bad_txid], target=dsn, mode=Mode.nonconflict, reason=req.reason)
             plan = plan_for(store, req)

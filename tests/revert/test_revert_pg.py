@@ -50,7 +50,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     execute(dsn, "UPDATE products SET price = 1.00 WHERE id = 3")  # lands after capture
     with opened(store_path) as s:
         plan = prepare(s, [bad], Mode.nocascade)
-    live = {r[1]["id"]: r[4] for r in plan_rows(plan, live_values(dsn, plan))}
+    live = {r[1]["id"]: r[4] for r in plan_rows(plan, lambda rows: live_values(dsn, rows))}
     assert live["3"] == "1.00" and live["4"] == "0.00"
     assert "20 row(s) to change" in got.stderr
     now[("3",)]["price"] = "1.00"

@@ -233,13 +233,14 @@ def _revert(
     plan = _plan(ctx, req)
     conflicts = rr.conflict_lines(plan)
     if body.dry_run:
-        live = ra.live_values(req.target, plan) if req.target is not None else None
+        target = req.target
+        live = (lambda rows: ra.live_values(target, rows)) if target is not None else None
         return JSONResponse(
             {
                 "dry_run": True,
                 "columns": PLAN_COLUMNS,
                 "rows": _json_rows(PLAN_COLUMNS, plan_rows(plan, live), {"key": "row"}),
-                "writes": len(plan.writes),
+                "writes": plan.n_writes,
                 "conflicts": conflicts,
                 "pulled": rr.pulled_lines(plan),
                 "refused": plan.refused,
@@ -257,7 +258,7 @@ def _revert(
         return JSONResponse(
             {
                 "sql": "".join(lines),
-                "statements": len(plan.writes),
+                "statements": plan.n_writes,
                 "conflicts": conflicts,
                 "pulled": rr.pulled_lines(plan),
             }

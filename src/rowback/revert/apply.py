@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -213,13 +213,15 @@ def _unseen_commits(conn: Conn, store_lsn: int, slot: str, publication: str) -> 
         return n
 
 
-def live_values(dsn: str, plan: Plan) -> dict[tuple[str, tuple[Text, ...]], Row | None]:
-    """What the target holds now in the plan's rows (as PostgreSQL text; None: no row),
-    for the dry run's ``current`` column."""
+def live_values(
+    dsn: str, plan_rows: Iterable[RowPlan]
+) -> dict[tuple[str, tuple[Text, ...]], Row | None]:
+    """What the target holds now in these rows of a plan (as PostgreSQL text; None: no
+    row), for the dry run's ``current`` column (asked a chunk of rows at a time)."""
     from psycopg2 import sql as pgsql
 
     by_table: dict[str, list[RowPlan]] = {}
-    for r in plan.rows:
+    for r in plan_rows:
         by_table.setdefault(r.table, []).append(r)
     out: dict[tuple[str, tuple[Text, ...]], Row | None] = {}
     conn = connect(dsn)

@@ -10,9 +10,13 @@ a row they deleted comes back with the values it had.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import itertools
+import pickle
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import IO
 
 from rowback.model import Op, Text
 from rowback.store.base import RowVersions, TableVersions, Version
@@ -93,19 +97,102 @@ class RowPlan:
     """Columns the selection wrote that were dropped since: they cannot be restored."""
 
 
+SPILL_ROWS = 20_000
+"""Row plans held in memory at most: past this, they go to a temporary file in chunks of
+this many, so planning a million rows holds one chunk, not a million images."""
+
+
+class PlanRows:
+    """The rows of a plan in plan order, spilled to an unnamed temporary file past
+    ``SPILL_ROWS``. Iterating reads the chunks back one at a time; :meth:`of` reads only
+    the chunks that hold a given table and action (statements are written table by table
+    along the foreign-key graph, a pass per table and action)."""
+
+    def __init__(self, rows: Iterable[RowPlan] = (), spill: int | None = None) -> None:
+        self._spill_at = spill or SPILL_ROWS
+        self._mem: list[RowPlan] = []
+        self._file: IO[bytes] | None = None
+        self._chunks: list[tuple[int, int, frozenset[tuple[str, Action]]]] = []
+        """(offset, length, the tables and actions in it) of each spilled chunk."""
+        self._n = 0
+        for r in rows:
+            self.append(r)
+
+    def append(self, row: RowPlan) -> None:
+        self._mem.append(row)
+        self._n += 1
+        if len(self._mem) >= self._spill_at:
+            self._write_chunk()
+
+    def _write_chunk(self) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="rowback-plan-")
+        data = pickle.dumps(self._mem, protocol=pickle.HIGHEST_PROTOCOL)
+        offset = self._file.seek(0, 2)
+        self._file.write(data)
+        kinds = frozenset((r.table, r.action) for r in self._mem)
+        self._chunks.append((offset, len(data), kinds))
+        self._mem = []
+
+    def _read(self, offset: int, length: int) -> list[RowPlan]:
+        assert self._file is not None
+        self._file.seek(offset)
+        got: list[RowPlan] = pickle.loads(self._file.read(length))
+        return got
+
+    def __iter__(self) -> Iterator[RowPlan]:
+        for offset, length, _ in self._chunks:
+            yield from self._read(offset, length)
+        yield from list(self._mem)
+
+    def of(self, table: str, action: Action) -> Iterator[RowPlan]:
+        """The rows of ``table`` with ``action``, in plan order."""
+        want = (table, action)
+        for offset, length, kinds in self._chunks:
+            if want in kinds:
+                yield from (r for r in self._read(offset, length) if (r.table, r.action) == want)
+        yield from [r for r in self._mem if (r.table, r.action) == want]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> RowPlan:
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return next(itertools.islice(iter(self), i % self._n, None))
+
+    def close(self) -> None:
+        """Drop the spill file now (it goes anyway when the plan is collected)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._chunks = []
+
+
 @dataclass
 class Plan:
-    """A whole revert: per row, what to write; the conflicts; whether it is refused."""
+    """A whole revert: per row, what to write; the conflicts; whether it is refused.
+    Rows are added with :meth:`add`, which keeps the counts and conflicts the callers
+    read without a pass over the rows (they may be on disk: :class:`PlanRows`)."""
 
     txids: tuple[int, ...]
     mode: Mode
-    rows: list[RowPlan] = field(default_factory=list)
+    rows: PlanRows = field(default_factory=PlanRows)
     pulled: dict[int, str] = field(default_factory=dict)
     """cascade: each transaction added to the selection, and the conflict that added it."""
+    conflicts: list[Conflict] = field(default_factory=list)
+    n_writes: int = 0
+    """Rows a statement is written for."""
+    tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Each table with rows in the plan, and its key columns, in plan order."""
+    actions: set[tuple[str, Action]] = field(default_factory=set)
 
-    @property
-    def conflicts(self) -> list[Conflict]:
-        return [c for r in self.rows for c in r.conflicts]
+    def add(self, row: RowPlan) -> None:
+        self.rows.append(row)
+        self.conflicts.extend(row.conflicts)
+        self.n_writes += row.action is not Action.skip
+        self.tables.setdefault(row.table, row.key_columns)
+        self.actions.add((row.table, row.action))
 
     @property
     def refused(self) -> bool:
@@ -114,12 +201,20 @@ class Plan:
 
     @property
     def writes(self) -> list[RowPlan]:
-        """The rows a statement is written for."""
+        """The rows a statement is written for, as a list: for small plans (tests); the
+        rest use ``n_writes`` and iterate ``rows``."""
         return [r for r in self.rows if r.action is not Action.skip]
 
 
-def plan(tables: Iterable[TableVersions], txids: Sequence[int], mode: Mode) -> Plan:
-    """The revert of ``txids`` over the versions the store gave (``touched_versions``)."""
+def plan(
+    tables: Iterable[TableVersions],
+    txids: Sequence[int],
+    mode: Mode,
+    max_writes: int | None = None,
+) -> Plan:
+    """The revert of ``txids`` over the versions the store gave (``touched_versions``,
+    which may give a table in several chunks). Stops as soon as more than ``max_writes``
+    rows would be written: the caller refuses such a plan, and need not finish it."""
     selected = frozenset(int(x) for x in txids)
     out = Plan(tuple(sorted(selected)), mode)
     for t in tables:
@@ -127,7 +222,9 @@ def plan(tables: Iterable[TableVersions], txids: Sequence[int], mode: Mode) -> P
         for row in t.rows:
             got = plan_row(t, types, row, selected, mode)
             if got is not None:
-                out.rows.append(got)
+                out.add(got)
+                if max_writes is not None and out.n_writes > max_writes:
+                    return out
     return out
 
 

@@ -277,7 +277,7 @@ def apply_recorded(
         status="refused" if plan.refused else "started",
         rows=0 if plan.refused else None,
         undoes=req.undo,
-        plan={"rows": len(plan.writes), "conflicts": [c.line() for c in plan.conflicts]},
+        plan={"rows": plan.n_writes, "conflicts": [c.line() for c in plan.conflicts]},
     )
     rid = store.record_reversion(record)
     if plan.refused:
@@ -322,6 +322,5 @@ def conflict_lines(plan: Plan) -> list[str]:
     """Each conflict as one line naming its row (by its key columns) and its writers."""
     out = []
     for c in plan.conflicts:
-        keys = next((r.key_columns for r in plan.rows if r.table == c.table), ())
-        out.append(c.line(keys))
+        out.append(c.line(plan.tables.get(c.table, ())))
     return out

@@ -239,23 +239,21 @@ def statements(plan: Plan, catalog: TargetCatalog = NO_CATALOG) -> Iterator[Stat
     """Every guarded statement of ``plan``, along the foreign-key graph: rows coming back
     are inserted parents first, then the updates, then rows going away are deleted
     children first, so no statement meets a reference that is not there yet."""
-    order = table_order([r.table for r in plan.rows], catalog.parents)
-    rank = {t: i for i, t in enumerate(order)}
-    phases = {Action.insert: 0, Action.update: 1, Action.delete: 2}
-
-    def place(r: RowPlan) -> tuple[int, int]:
-        phase = phases.get(r.action, 3)
-        return phase, -rank[r.table] if r.action is Action.delete else rank[r.table]
-
-    for row in sorted(plan.rows, key=place):  # stable: plan order within a table
-        got = statement(row, catalog)
-        if got is not None:
-            yield got
+    order = table_order(list(plan.tables), catalog.parents)
+    passes = [(Action.insert, t) for t in order] + [(Action.update, t) for t in order]
+    passes += [(Action.delete, t) for t in reversed(order)]
+    for action, table in passes:  # one pass over the plan's chunks each: bounded memory
+        if (table, action) not in plan.actions:
+            continue
+        for row in plan.rows.of(table, action):  # plan order within a table
+            got = statement(row, catalog)
+            if got is not None:
+                yield got
 
 
 def sequence_notes(plan: Plan, catalog: TargetCatalog) -> list[str]:
     """What a revert does not undo: sequences that the reverted inserts advanced."""
-    tables = sorted({r.table for r in plan.rows if r.action is Action.delete})
+    tables = sorted({t for t, a in plan.actions if a is Action.delete})
     return [
         f"{t}.{c}: its sequence is not rewound (the values the reverted inserts took stay used)"
         for t in tables

@@ -6,7 +6,7 @@ contract suite in ``tests/contract`` runs every backend through the same tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -245,10 +245,13 @@ class Reader(Protocol):
     def quarantined(self, source: str | None = None) -> Result: ...
 
     def touched_versions(
-        self, txids: Sequence[int], source: str | None = None
-    ) -> list[TableVersions]:
+        self, txids: Sequence[int], source: str | None = None, chunk_rows: int | None = None
+    ) -> Iterator[TableVersions]:
         """The rows ``txids`` (of ``source``) wrote, each with its every version, for
-        planning a revert; raises NotFound for a txid the store does not hold."""
+        planning a revert; raises NotFound for a txid the store does not hold (before
+        anything is read). With ``chunk_rows``, a table with more rows than that comes
+        in several parts of about that many rows (each row whole in one part), so a
+        revert of a million rows is planned in bounded memory; else one per table."""
         ...
 
     def sources(self) -> list[SourceState]: ...

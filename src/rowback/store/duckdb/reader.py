@@ -10,7 +10,7 @@ time limit interrupts a query that runs too long (``interrupt`` is DuckDB's own 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -87,9 +87,9 @@ class DuckDBReader:
         return queries.tx(self._con, self._of(source), txid, source)
 
     def touched_versions(
-        self, txids: Sequence[int], source: str | None = None
-    ) -> list[TableVersions]:
-        return revisions.touched_versions(self._con, self._of(source), txids, source)
+        self, txids: Sequence[int], source: str | None = None, chunk_rows: int | None = None
+    ) -> Iterator[TableVersions]:
+        return revisions.touched_versions(self._con, self._of(source), txids, source, chunk_rows)
 
     def reversions(self) -> list[Reversion]:
         return reversion_log.listed(self._con)

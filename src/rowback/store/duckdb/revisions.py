@@ -7,7 +7,8 @@ Nothing is rendered here: the planner compares the texts and the SQL quotes them
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -23,19 +24,26 @@ def touched_versions(
     tables: Sequence[Table],
     txids: Sequence[int],
     source: str | None = None,
-) -> list[TableVersions]:
+    chunk_rows: int | None = None,
+) -> Iterator[TableVersions]:
     """For each table, the rows ``txids`` wrote, each with all its versions oldest first
-    (TRUNCATEs of the table included in every row's list)."""
+    (TRUNCATEs of the table included in every row's list); a table in parts of about
+    ``chunk_rows`` rows when given. Unknown txids fail here, before anything is read."""
     wanted = sorted({int(x) for x in txids})
     sources = _sources_of(con, wanted, source)
-    out = []
-    for t in sorted(tables, key=lambda t: (t.source, t.schema, t.name)):
-        if t.source not in sources:
-            continue
-        got = _table_versions(con, t, wanted)
-        if got.rows:
-            out.append(got)
-    return out
+    chosen = [
+        t for t in sorted(tables, key=lambda t: (t.source, t.schema, t.name)) if t.source in sources
+    ]
+    return _all_versions(con, chosen, wanted, chunk_rows)
+
+
+def _all_versions(
+    con: duckdb.DuckDBPyConnection, tables: list[Table], txids: list[int], chunk_rows: int | None
+) -> Iterator[TableVersions]:
+    for t in tables:
+        for got in _table_versions(con, t, txids, chunk_rows):
+            if got.rows:
+                yield got
 
 
 def _sources_of(con: duckdb.DuckDBPyConnection, txids: list[int], source: str | None) -> set[str]:
@@ -61,19 +69,15 @@ def _sources_of(con: duckdb.DuckDBPyConnection, txids: list[int], source: str | 
     return found
 
 
-def _table_versions(con: duckdb.DuckDBPyConnection, t: Table, txids: list[int]) -> TableVersions:
+def _table_versions(
+    con: duckdb.DuckDBPyConnection, t: Table, txids: list[int], chunk_rows: int | None
+) -> Iterator[TableVersions]:
+    """The table's touched rows in parts: the rows are split by a hash of their key, so
+    each part is one pass over the history with a bounded result, and a row's versions
+    are all in its part."""
     keys = t.key_columns
     ids = ", ".join(str(x) for x in txids)
     kcols = ", ".join(f"c{c.phys}" for c in keys)
-    on = " AND ".join(f"v.c{c.phys} = k.c{c.phys}" for c in keys)
-    masks = ", ".join(f"v._m{w}" for w in range(t.mask_words()))
-    texts = ", ".join(c.physical.text(f"v.c{c.phys}") for c in t.columns)
-    sql = (
-        f"WITH k AS (SELECT DISTINCT {kcols} FROM {t.hist} "
-        f"WHERE _txid IN ({ids}) AND _op <> {Op.TRUNCATE}) "
-        f"SELECT v._pos, v._txid, v._op, {masks}, {texts} FROM {t.hist} v SEMI JOIN k ON {on} "
-        f"ORDER BY {', '.join(f'v.c{c.phys}' for c in keys)}, v._pos"
-    )
     cut = con.execute(
         f"SELECT _txid FROM {t.hist} WHERE _txid IN ({ids}) AND _op = {Op.TRUNCATE} LIMIT 1"
     ).fetchall()
@@ -81,18 +85,47 @@ def _table_versions(con: duckdb.DuckDBPyConnection, t: Table, txids: list[int]) 
         raise RowbackError(
             f"tx {cut[0][0]} truncated {t.qualified}: reverting a TRUNCATE is not built yet"
         )
-    rows = con.execute(sql).fetchall()
+    touched = (
+        f"SELECT DISTINCT {kcols} FROM {t.hist} WHERE _txid IN ({ids}) AND _op <> {Op.TRUNCATE}"
+    )
+    parts = 1
+    if chunk_rows is not None:
+        got = con.execute(f"SELECT count(*) FROM ({touched})").fetchall()
+        parts = max(1, math.ceil(int(got[0][0]) / max(chunk_rows, 1)))
     truncates = con.execute(
         f"SELECT _pos, _txid FROM {t.hist} WHERE _op = {Op.TRUNCATE} ORDER BY _pos"
     ).fetchall()
+    epochs = _Epochs(t)
+    for part in range(parts):
+        where = f" WHERE hash({kcols}) % {parts} = {part}" if parts > 1 else ""
+        yield _part(con, t, f"SELECT * FROM ({touched}){where}", truncates, epochs)
+
+
+def _part(
+    con: duckdb.DuckDBPyConnection,
+    t: Table,
+    touched: str,
+    truncates: list[tuple[Any, ...]],
+    epochs: _Epochs,
+) -> TableVersions:
+    keys = t.key_columns
+    on = " AND ".join(f"v.c{c.phys} = k.c{c.phys}" for c in keys)
+    masks = ", ".join(f"v._m{w}" for w in range(t.mask_words()))
+    texts = ", ".join(c.physical.text(f"v.c{c.phys}") for c in t.columns)
+    sql = (
+        f"WITH k AS ({touched}) "
+        f"SELECT v._pos, v._txid, v._op, {masks}, {texts} FROM {t.hist} v SEMI JOIN k ON {on} "
+        f"ORDER BY {', '.join(f'v.c{c.phys}' for c in keys)}, v._pos"
+    )
+    rows = con.execute(sql).fetchall()
     words = t.mask_words()
     base = 3 + words
     key_at = [base + c.phys for c in keys]
-    epochs = _Epochs(t)
     by_key: dict[tuple[Text, ...], list[Version]] = {}
     for r in rows:
         key = tuple(r[i] for i in key_at)
         by_key.setdefault(key, []).append(_version(epochs, r, words, base))
+    del rows
     out = []
     for key, versions in by_key.items():
         cuts = [
@@ -100,7 +133,7 @@ def _table_versions(con: duckdb.DuckDBPyConnection, t: Table, txids: list[int]) 
             for pos, txid in truncates
             if int(pos) > versions[0].pos
         ]
-        merged = sorted([*versions, *cuts], key=lambda v: v.pos)
+        merged = sorted([*versions, *cuts], key=lambda v: v.pos) if cuts else versions
         out.append(RowVersions(key, tuple(merged)))
     return TableVersions(
         t.source,

@@ -393,9 +393,9 @@ class DuckDBStore:
         return self._reading().tx(txid, source)
 
     def touched_versions(
-        self, txids: Sequence[int], source: str | None = None
-    ) -> list[TableVersions]:
-        return self._reading().touched_versions(txids, source)
+        self, txids: Sequence[int], source: str | None = None, chunk_rows: int | None = None
+    ) -> Iterator[TableVersions]:
+        return self._reading().touched_versions(txids, source, chunk_rows)
 
     def reversions(self) -> list[Reversion]:
         return self._reading().reversions()
