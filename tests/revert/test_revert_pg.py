@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -248,3 +249,46 @@ def test_a_truncate_is_refused_with_one_line(
     got = run("revert", "--txid", str(cut), "--dry-run", store=store_path, ok=False)
     assert got.returncode == 1
     assert "truncated public.products: reverting a TRUNCATE is not built yet" in got.stderr
+
+
+ODD = 'tab\there, line\nbreak, back\\slash, it\'s "quoted", ünïcode'
+
+
+@pytest.mark.parametrize("temp", [True, False], ids=["copy", "no-temp-privilege"])
+def test_a_batched_update_restores_awkward_values_exactly(
+    pg_dsn: str, store_path: Path, temp: bool
+) -> None:
+    """The set-based update sends its values by COPY (or, for a role that may not
+    create temporary tables, as literals): text with tabs, newlines and backslashes,
+    NULLs, json and a two-column key come back exactly."""
+    execute(
+        pg_dsn,
+        "CREATE TABLE notes (a int, b text, note text, doc json, n numeric(8,3), "
+        "PRIMARY KEY (a, b))",
+        f"INSERT INTO notes SELECT g, 'k' || g, CASE WHEN g % 3 = 0 THEN NULL "
+        f'ELSE $t${ODD}$t$ || g END, (\'{{"g": \' || g || \', "s": "a\\\\tb"}}\')::json, '
+        "g / 7.0 FROM generate_series(1, 30) g",
+    )
+    capture_once(pg_dsn, store_path)
+    before = state(pg_dsn, "public.notes").rows
+    bad = in_tx(pg_dsn, "UPDATE notes SET note = 'x', doc = '[]', n = NULL")
+    capture_once(pg_dsn, store_path)
+    dsn, role = pg_dsn, f"notemp_{secrets.token_hex(4)}"
+    if not temp:
+        database = pg_dsn.rsplit("dbname=", 1)[1].split()[0]
+        execute(
+            pg_dsn,
+            f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC",
+            f"CREATE ROLE {role} LOGIN",
+            f"GRANT SELECT, UPDATE ON notes TO {role}",
+        )
+        dsn = pg_dsn.replace("user=postgres", f"user={role}")
+    try:
+        with opened(store_path) as s:
+            plan = prepare(s, [bad], Mode.nocascade)
+        done = apply(plan, dsn, "1")
+        assert done.rows == 30 and not done.missed
+        assert state(pg_dsn, "public.notes").rows == before
+    finally:
+        if not temp:
+            execute(pg_dsn, f"DROP OWNED BY {role}", f"DROP ROLE {role}")

@@ -10,6 +10,7 @@ and apply.
 
 from __future__ import annotations
 
+import io
 import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -299,6 +300,28 @@ def _disable_triggers(cur: psycopg2.extensions.cursor) -> None:
         ) from None
 
 
+def first_value(cur: psycopg2.extensions.cursor) -> object:
+    row = cur.fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _run_batch(cur: psycopg2.extensions.cursor, batch: rsql.Batch, temp: str | None) -> set[int]:
+    """Run one set-based update: its values by COPY into a temporary table (analyzed, so
+    the join is planned on real row counts), then the guarded UPDATE; the positions of
+    the rows it changed. ``temp`` None: the role may not create one (a VALUES list)."""
+    if temp is None:
+        cur.execute(batch.values())
+        return {int(r[0]) for r in cur.fetchall()}
+    cur.execute(batch.create(temp))
+    cur.copy_expert(batch.copy(temp), io.StringIO(batch.data()))
+    cur.execute(f"ANALYZE {rsql.ident(temp)}")
+    cur.execute(batch.update(temp))
+    hit = {int(r[0]) for r in cur.fetchall()}
+    cur.execute(f"DROP TABLE {rsql.ident(temp)}")
+    return hit
+
+
 def apply(
     plan: Plan,
     dsn: str,
@@ -333,14 +356,16 @@ def apply(
             if between is not None:
                 between()
             catalog = read_catalog(conn)
+            cur.execute("SELECT has_database_privilege(current_database(), 'TEMPORARY')")
+            temp_ok = bool(first_value(cur))
             t0 = time.perf_counter()
             done, missed = 0, []
-            for unit in rsql.batched(statements(plan, catalog), catalog):
-                cur.execute(unit.sql)
+            for n, unit in enumerate(rsql.batched(statements(plan, catalog), catalog)):
                 if isinstance(unit, rsql.Batch):
-                    hit = {int(r[0]) for r in cur.fetchall()}
+                    hit = _run_batch(cur, unit, f"_rb_revert_{n}" if temp_ok else None)
                     lost = [st for i, st in enumerate(unit.rows) if i not in hit]
                 else:
+                    cur.execute(unit.sql)
                     lost = [] if cur.rowcount == 1 else [unit]
                 done += (len(unit.rows) if isinstance(unit, rsql.Batch) else 1) - len(lost)
                 if not lost:
