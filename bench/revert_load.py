@@ -20,6 +20,7 @@ with its peak RSS (VmHWM sampled every 20 ms).
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import subprocess
@@ -37,6 +38,9 @@ from rowback.pgserver import PgServer
 
 NAME = "revert_load"
 DAMAGED = 100_000
+DETECT = os.environ.get("BENCH_REVERT_DETECT", "1") != "0"
+"""Detection in the service (the default, as users run it); BENCH_REVERT_DETECT=0 turns
+it off: at 2 cores, detection's cost makes the service fall behind this load."""
 
 
 def _script(path: Path, scale: int) -> Path:
@@ -130,6 +134,7 @@ def run(ctx: Ctx) -> BenchResult:
             "damaged rows": DAMAGED,
             "pgbench": f"-c 4 -j 2 -T {seconds} -n, TPC-B on accounts > {DAMAGED}",
             "server settings": "initdb defaults",
+            "detection in the service": "on" if DETECT else "off (--no-detect)",
         },
     )
     pg = PgServer(settings={}, fast=False).start()
@@ -151,7 +156,7 @@ def run(ctx: Ctx) -> BenchResult:
         )
         _exec(conn, "ALTER TABLE rb_saved ADD PRIMARY KEY (aid)")
         log(f"{NAME}: starting rowback run (initial snapshot)")
-        svc = Service(pg.dsn(), store)
+        svc = Service(pg.dsn(), store, DETECT)
         bench = subprocess.Popen(
             [
                 str(pg.bindir / "pgbench"),
@@ -216,7 +221,7 @@ def run(ctx: Ctx) -> BenchResult:
         svc = None
         log(f"{NAME}: planning 1M rows offline")
         txid, _ = _damage(conn, "true")
-        svc = Service(pg.dsn(), store)  # capture the 1M-row damage
+        svc = Service(pg.dsn(), store, DETECT)  # capture the 1M-row damage
         _wait_shadow(svc, int(pgb.one(conn, "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")))
         svc.stop()
         svc = None

@@ -45,7 +45,7 @@ def _lsn(text: str) -> int:
 
 
 class Service:
-    def __init__(self, dsn: str, store: Path) -> None:
+    def __init__(self, dsn: str, store: Path, detect: bool = True) -> None:
         self.log = store.parent / "run.log"
         (store / "service.json").unlink(missing_ok=True)
         with self.log.open("w") as out:
@@ -59,6 +59,7 @@ class Service:
                     dsn,
                     "--store",
                     str(store),
+                    *([] if detect else ["--no-detect"]),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
