@@ -13,8 +13,8 @@ from __future__ import annotations
 import io
 import struct
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 
 import psycopg2
 import psycopg2.errors
@@ -306,19 +306,48 @@ def first_value(cur: psycopg2.extensions.cursor) -> object:
     return row[0]
 
 
+Step = tuple[int, "Statement | rsql.Batch"]
+
+
+def _load(
+    cur: psycopg2.extensions.cursor, plan: Plan, catalog: TargetCatalog, temp: bool
+) -> list[Step] | Iterator[Step]:
+    """The apply's steps, numbered. With ``temp``, every batch's values are loaded by
+    COPY into an analyzed temporary table first (``_rb_revert_N``), before any row of
+    the target is written, so the rows are locked only for the statements themselves;
+    the batches are then kept without their rows (``Batch.size``), which :func:`_lost`
+    finds again in the plan if some changed since. Without, the steps as they come."""
+    units = enumerate(rsql.batched(statements(plan, catalog), catalog))
+    if not temp:
+        return units
+    out: list[Step] = []
+    for n, unit in units:
+        if isinstance(unit, rsql.Batch):
+            name = f"_rb_revert_{n}"
+            cur.execute(unit.create(name))
+            cur.copy_expert(unit.copy(name), io.StringIO(unit.data()))
+            cur.execute(f"ANALYZE {rsql.ident(name)}")
+            unit = replace(unit, rows=(), size=len(unit.rows))
+        out.append((n, unit))
+    return out
+
+
+def _lost(plan: Plan, catalog: TargetCatalog, n: int, hit: set[int]) -> list[Statement]:
+    """The rows of batch ``n`` that its update did not change (they changed since)."""
+    for m, unit in enumerate(rsql.batched(statements(plan, catalog), catalog)):
+        if m == n and isinstance(unit, rsql.Batch):
+            return [st for i, st in enumerate(unit.rows) if i not in hit]
+    raise AssertionError(f"no batch {n} in the plan")
+
+
 def _run_batch(cur: psycopg2.extensions.cursor, batch: rsql.Batch, temp: str | None) -> set[int]:
-    """Run one set-based update: its values by COPY into a temporary table (analyzed, so
-    the join is planned on real row counts), then the guarded UPDATE; the positions of
-    the rows it changed. ``temp`` None: the role may not create one (a VALUES list)."""
-    if temp is None:
-        cur.execute(batch.values())
-        return {int(r[0]) for r in cur.fetchall()}
-    cur.execute(batch.create(temp))
-    cur.copy_expert(batch.copy(temp), io.StringIO(batch.data()))
-    cur.execute(f"ANALYZE {rsql.ident(temp)}")
-    cur.execute(batch.update(temp))
+    """One set-based update from its loaded temporary table (dropped after), or, when
+    ``temp`` is None (the role may not create one), with its values as a VALUES list;
+    the positions of the rows it changed."""
+    cur.execute(batch.values() if temp is None else batch.update(temp))
     hit = {int(r[0]) for r in cur.fetchall()}
-    cur.execute(f"DROP TABLE {rsql.ident(temp)}")
+    if temp is not None:
+        cur.execute(f"DROP TABLE {rsql.ident(temp)}")
     return hit
 
 
@@ -358,16 +387,19 @@ def apply(
             catalog = read_catalog(conn)
             cur.execute("SELECT has_database_privilege(current_database(), 'TEMPORARY')")
             temp_ok = bool(first_value(cur))
-            t0 = time.perf_counter()
+            steps = _load(cur, plan, catalog, temp_ok)
+            t0 = time.perf_counter()  # the first write to the target's rows
             done, missed = 0, []
-            for n, unit in enumerate(rsql.batched(statements(plan, catalog), catalog)):
+            for n, unit in steps:
                 if isinstance(unit, rsql.Batch):
+                    size = len(unit.rows) or unit.size
                     hit = _run_batch(cur, unit, f"_rb_revert_{n}" if temp_ok else None)
-                    lost = [st for i, st in enumerate(unit.rows) if i not in hit]
+                    lost = [] if len(hit) == size else _lost(plan, catalog, n, hit)
                 else:
+                    size = 1
                     cur.execute(unit.sql)
                     lost = [] if cur.rowcount == 1 else [unit]
-                done += (len(unit.rows) if isinstance(unit, rsql.Batch) else 1) - len(lost)
+                done += size - len(lost)
                 if not lost:
                     continue
                 if plan.mode is Mode.nonconflict:

@@ -59,10 +59,15 @@ def table_order(tables: list[str], parents: Mapping[str, frozenset[str]]) -> lis
 
 @dataclass(frozen=True)
 class Statement:
-    """One guarded statement; it must affect exactly one row."""
+    """One guarded statement; it must affect exactly one row. Its SQL is written when
+    asked for: the apply sends most updates as batches, which never need it."""
 
     row: RowPlan
-    sql: str
+    catalog: TargetCatalog = field(default_factory=TargetCatalog, compare=False)
+
+    @property
+    def sql(self) -> str:
+        return _sql(self.row, self.catalog)
 
     def describe(self) -> str:
         r = self.row
@@ -134,6 +139,8 @@ class Batch:
     """(column, type) of the key."""
     cols: tuple[tuple[str, str], ...]
     """(column, type) of the cells written."""
+    size: int = 0
+    """How many rows, once ``rows`` is dropped (its values loaded already)."""
 
     def create(self, temp: str) -> str:
         """The temporary table for the values (dropped at commit)."""
@@ -249,34 +256,39 @@ def _key(row: RowPlan) -> str:
 
 def statement(row: RowPlan, catalog: TargetCatalog = NO_CATALOG) -> Statement | None:
     """The guarded statement for one row (None when nothing is written to it)."""
+    if row.action is Action.update:
+        generated = catalog.generated.get(row.table, frozenset())
+        if not any(c.written and c.column not in generated for c in row.cells):
+            return None
+    elif row.action not in (Action.delete, Action.insert):
+        return None
+    return Statement(row, catalog)
+
+
+def _sql(row: RowPlan, catalog: TargetCatalog) -> str:
     t = table_ident(row.table)
     generated = catalog.generated.get(row.table, frozenset())
     if row.action is Action.update:
         cells = [c for c in row.cells if c.written and c.column not in generated]
-        if not cells:
-            return None
         sets = ", ".join(f"{ident(c.column)} = {literal(c.target, c.type)}" for c in cells)
         guard = " AND ".join([_key(row)] + [same(c.column, c.expected, c.type) for c in cells])
-        return Statement(row, f"UPDATE {t} SET {sets} WHERE {guard}")
+        return f"UPDATE {t} SET {sets} WHERE {guard}"
     if row.action is Action.delete:
         keys = set(row.key_columns)
         guard = " AND ".join(
             [_key(row)]
             + [same(c.column, c.expected, c.type) for c in row.cells if c.column not in keys]
         )
-        return Statement(row, f"DELETE FROM {t} WHERE {guard}")
-    if row.action is Action.insert:
-        cells = [c for c in row.cells if c.column not in generated]
-        cols = ", ".join(ident(c.column) for c in cells)
-        vals = ", ".join(literal(c.target, c.type) for c in cells)
-        always = catalog.identity_always.get(row.table, frozenset())
-        over = " OVERRIDING SYSTEM VALUE" if any(c.column in always for c in cells) else ""
-        return Statement(
-            row,
-            f"INSERT INTO {t} ({cols}){over} SELECT {vals} "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {_key(row)})",
-        )
-    return None
+        return f"DELETE FROM {t} WHERE {guard}"
+    cells = [c for c in row.cells if c.column not in generated]
+    cols = ", ".join(ident(c.column) for c in cells)
+    vals = ", ".join(literal(c.target, c.type) for c in cells)
+    always = catalog.identity_always.get(row.table, frozenset())
+    over = " OVERRIDING SYSTEM VALUE" if any(c.column in always for c in cells) else ""
+    return (
+        f"INSERT INTO {t} ({cols}){over} SELECT {vals} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {_key(row)})"
+    )
 
 
 def statements(plan: Plan, catalog: TargetCatalog = NO_CATALOG) -> Iterator[Statement]:
