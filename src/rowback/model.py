@@ -62,14 +62,13 @@ class TableSchema:
     key_indexes: tuple[int, ...] = field(init=False, repr=False, compare=False)
     """Positions of the primary-key columns within ``columns`` (derived, cached)."""
 
+    qualified: str = field(init=False, repr=False, compare=False)
+    """``schema.table`` as users type it (derived, cached: asked for every change)."""
+
     def __post_init__(self) -> None:
         keys = tuple(i for i, c in enumerate(self.columns) if c.key)
         object.__setattr__(self, "key_indexes", keys)
-
-    @property
-    def qualified(self) -> str:
-        """``schema.table`` as users type it."""
-        return f"{self.schema}.{self.name}"
+        object.__setattr__(self, "qualified", f"{self.schema}.{self.name}")
 
     def key_of(self, row: list[Text] | tuple[Text, ...]) -> tuple[Text, ...]:
         """The primary key of a full row, in key-column order."""

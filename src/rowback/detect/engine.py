@@ -135,14 +135,18 @@ class Engine:
         grown: dict[int, Incident],
     ) -> None:
         """One transaction: count its rows, then judge each table it wrote."""
+        rows = self._rows
         for c in tx:
+            op = c.op
+            if op == Op.UPDATE:
+                continue  # the common case: no row comes or goes
             q = c.table.qualified
-            if c.op in (Op.INSERT, Op.SNAPSHOT):
-                self._rows[q] = self._rows.get(q, 0) + 1
-            elif c.op == Op.DELETE:
-                self._rows[q] = max(0, self._rows.get(q, 0) - 1)
-            elif c.op == Op.TRUNCATE:
-                self._rows[q] = 0
+            if op == Op.INSERT or op == Op.SNAPSHOT:
+                rows[q] = rows.get(q, 0) + 1
+            elif op == Op.DELETE:
+                rows[q] = max(0, rows.get(q, 0) - 1)
+            elif op == Op.TRUNCATE:
+                rows[q] = 0
         if tx[0].txid in self._ours:
             return  # Rowback's own revert: never judged, never learned
         feats = tx_features(tx)

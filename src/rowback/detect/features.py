@@ -24,7 +24,9 @@ MAX_NUMBERS = 256
 MAX_EXAMPLE_KEYS = 5
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though read-only by convention: a frozen dataclass sets each field through
+# ``object.__setattr__``, and these are built for every transaction on the capture path.
+@dataclass(slots=True)
 class ColumnFeatures:
     """What one transaction wrote to one column."""
 
@@ -51,7 +53,7 @@ class ColumnFeatures:
         return self.values[0] if self.values else (None, 0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TxFeatures:
     """One transaction's changes to one table, summarised for detection."""
 
@@ -85,22 +87,34 @@ def tx_features(changes: Iterable[Change]) -> list[TxFeatures]:
 
 
 def _one(table: str, changes: list[Change]) -> TxFeatures:
-    ops = Counter(c.op for c in changes)
+    inserts = updates = deletes = with_before = 0
     columns = changes[-1].table.columns  # the newest version the transaction wrote
+    width = len(columns)
     written: list[list[Text]] = [[] for _ in columns]
-    changed = [0] * len(columns)
-    with_before = 0
+    changed = [0] * width
     keys: list[tuple[Text, ...]] = []
+    commit_us = changes[0].commit_us
     for c in changes:
-        if c.op in (Op.UPDATE, Op.DELETE) and c.key is not None:
+        op = c.op
+        if c.commit_us > commit_us:
+            commit_us = c.commit_us
+        if op == Op.INSERT:
+            inserts += 1
+        elif op == Op.UPDATE:
+            updates += 1
+        elif op == Op.DELETE:
+            deletes += 1
+        if (op == Op.UPDATE or op == Op.DELETE) and c.key is not None:
             keys.append(c.key)
-        if c.after is None or c.op == Op.DELETE:
+        after = c.after
+        if after is None or op == Op.DELETE:
             continue
-        before = c.before if c.op == Op.UPDATE else None
+        before = c.before if op == Op.UPDATE else None
         if before is not None:
             with_before += 1
-        for i, v in enumerate(c.after[: len(columns)]):
-            if i in c.unchanged:
+        unchanged = c.unchanged
+        for i, v in enumerate(after[:width]):
+            if unchanged and i in unchanged:
                 continue
             if before is not None and i < len(before):
                 if before[i] == v:
@@ -110,25 +124,27 @@ def _one(table: str, changes: list[Change]) -> TxFeatures:
     cols = tuple(
         _column(col, vals, n) for col, vals, n in zip(columns, written, changed, strict=True)
     )
-    keys.sort(key=repr)
+    if len(keys) > 1:
+        keys.sort(key=repr)
     digest = hashlib.blake2b(repr(keys).encode(), digest_size=8).hexdigest() if keys else ""
+    ops = {Op.INSERT: inserts, Op.UPDATE: updates, Op.DELETE: deletes}
     return TxFeatures(
         table=table,
         txid=changes[0].txid,
-        commit_us=max(c.commit_us for c in changes),
-        inserts=ops[Op.INSERT],
-        updates=ops[Op.UPDATE],
-        deletes=ops[Op.DELETE],
+        commit_us=commit_us,
+        inserts=inserts,
+        updates=updates,
+        deletes=deletes,
         updates_with_before=with_before,
         columns=cols,
         key_digest=digest,
         example_keys=tuple(keys[:MAX_EXAMPLE_KEYS]),
-        shape=_shape(ops, cols, with_before),
+        shape=_shape([op for op, n in ops.items() if n], cols, with_before),
     )
 
 
-def _shape(ops: Counter[Op], cols: tuple[ColumnFeatures, ...], with_before: int) -> str:
-    parts = [op.label for op in sorted(ops)]
+def _shape(ops: list[Op], cols: tuple[ColumnFeatures, ...], with_before: int) -> str:
+    parts = [op.label for op in ops]  # in Op order
     if with_before:
         parts[-1:] = [f"{parts[-1]}({','.join(c.name for c in cols if c.changed)})"]
     return "+".join(parts)
@@ -136,7 +152,16 @@ def _shape(ops: Counter[Op], cols: tuple[ColumnFeatures, ...], with_before: int)
 
 def _column(col: Column, vals: list[Text], changed: int) -> ColumnFeatures:
     if not vals:  # most columns of most updates: nothing written, nothing to count
-        return ColumnFeatures(col.name, col.type, 0, 0, 0, changed, (), 0, (), ())
+        if changed:
+            return ColumnFeatures(col.name, col.type, 0, 0, 0, changed, (), 0, (), ())
+        got = _NOTHING.get(col)
+        if got is None:
+            got = _NOTHING[col] = ColumnFeatures(col.name, col.type, 0, 0, 0, 0, (), 0, (), ())
+            if len(_NOTHING) > 10_000:
+                _NOTHING.clear()
+        return got
+    if len(vals) == 1:  # one row: the common transaction, without the counting
+        return _single(col, vals[0], changed)
     counts = Counter(vals)
     top = sorted(counts.items(), key=lambda kv: (-kv[1], repr(kv[0])))[:MAX_VALUES]
     numbers: list[float] = []
@@ -164,6 +189,36 @@ def _column(col: Column, vals: list[Text], changed: int) -> ColumnFeatures:
         distinct=len(counts),
         numbers=tuple(numbers),
         years=tuple(years),
+    )
+
+
+_NOTHING: dict[Column, ColumnFeatures] = {}
+"""One shared "nothing written" summary per column: read-only, so it can be shared."""
+
+
+def _single(col: Column, v: Text, changed: int) -> ColumnFeatures:
+    """``_column`` of one written value."""
+    numbers: tuple[float, ...] = ()
+    years: tuple[int, ...] = ()
+    if v is not None:
+        f = _number(v)
+        if f is not None:
+            numbers = (f,)
+        if "timestamp" in col.type or col.type == "date":
+            y = _year(v)
+            if y is not None:
+                years = (y,)
+    return ColumnFeatures(
+        name=col.name,
+        type=col.type,
+        written=1,
+        nulls=1 if v is None else 0,
+        empties=1 if v is not None and not v.strip() else 0,
+        changed=changed,
+        values=((v, 1),),
+        distinct=1,
+        numbers=numbers,
+        years=years,
     )
 
 

@@ -113,48 +113,77 @@ class LogHist:
     2
     """
 
-    __slots__ = ("counts", "n", "cap")
+    __slots__ = ("counts", "n", "cap", "_keys", "_spread")
     BINS = 8.0
 
     def __init__(self, cap: float = 4000.0) -> None:
         self.counts: dict[int, float] = {}
         self.n = 0.0
         self.cap = cap
+        self._keys: list[int] = []
+        """The occupied bins in order (derived from ``counts``; kept, not re-sorted)."""
+        self._spread: tuple[float, float] | None = None
+        """(median, MAD) until the next ``add``: per-minute baselines change once a
+        minute but are asked about every transaction."""
 
     def add(self, x: float) -> None:
         b = round(math.log1p(max(x, 0.0)) * self.BINS)
-        self.counts[b] = self.counts.get(b, 0.0) + 1.0
+        self._spread = None
+        got = self.counts.get(b)
+        if got is None:
+            insort(self._keys, b)
+            got = 0.0
+        self.counts[b] = got + 1.0
         self.n += 1.0
         if self.n > self.cap:
             self.counts = {k: c / 2 for k, c in self.counts.items() if c >= 1 / 32}
             self.n = sum(self.counts.values())
+            self._keys = sorted(self.counts)
 
     def quantile(self, q: float) -> float:
         """The ``q`` quantile, in log1p space."""
         target = q * self.n
         acc = 0.0
-        keys = sorted(self.counts)
-        for b in keys:
-            acc += self.counts[b]
+        counts = self.counts
+        for b in self._keys:
+            acc += counts[b]
             if acc >= target:
                 return b / self.BINS
-        return keys[-1] / self.BINS if keys else 0.0
+        return self._keys[-1] / self.BINS if self._keys else 0.0
 
     def z(self, x: float, min_scale: float) -> float:
         """Robust z of ``log1p(x)``: distance from the median in MAD-based sds."""
-        med = self.quantile(0.5)
-        mb = med * self.BINS
-        dist: dict[float, float] = {}
-        for b, c in self.counts.items():
-            d = abs(b - mb)
-            dist[d] = dist.get(d, 0.0) + c
-        acc, mad = 0.0, 0.0
-        for d in sorted(dist):
-            acc += dist[d]
-            if acc >= 0.5 * self.n:
-                mad = d / self.BINS
-                break
+        spread = self._spread
+        if spread is None:
+            med = self.quantile(0.5)
+            spread = self._spread = (med, self._mad(med))
+        med, mad = spread
         return (math.log1p(max(x, 0.0)) - med) / max(mad * MAD_TO_SD, min_scale)
+
+    def _mad(self, med: float) -> float:
+        """The median absolute deviation from ``med`` (a bin), in log1p space: the bins
+        walked outwards from the median, nearest first, both sides of a distance at once."""
+        keys, counts = self._keys, self.counts
+        half = 0.5 * self.n
+        mb = med * self.BINS
+        hi = bisect_left(keys, mb)
+        lo = hi - 1
+        acc = 0.0
+        while lo >= 0 or hi < len(keys):
+            dl = mb - keys[lo] if lo >= 0 else math.inf
+            dh = keys[hi] - mb if hi < len(keys) else math.inf
+            d = min(dl, dh)
+            step = 0.0
+            if dh == d:
+                step += counts[keys[hi]]
+                hi += 1
+            if dl == d:
+                step = counts[keys[lo]] + step if dh == d else counts[keys[lo]]
+                lo -= 1
+            acc += step
+            if acc >= half:
+                return d / self.BINS
+        return 0.0
 
     def tail(self, x: float, slack: float = math.log(2.0)) -> float:
         """Observations at least ``x / e**slack``-ish: how often this size was seen."""
@@ -175,6 +204,8 @@ class LogHist:
         h = cls(float(s[1]))
         h.n = float(s[0])
         h.counts = {int(b): float(c) for b, c in s[2]}
+        h._keys = sorted(h.counts)
+        h._spread = None
         return h
 
 
@@ -189,14 +220,15 @@ def least_surprise(
     data it also gives its own z. Returns (z, baseline, excused) or None when none
     qualifies.
     """
+    for s in seasonal:  # an excuse first: it makes every z moot (and most sizes have one)
+        if s is not None and s.tail(x) >= TAIL_EXCUSE:
+            return (0.0, s, True)
     best: tuple[float, LogHist, bool] | None = None
     if plain is not None and plain.n >= MIN_HISTORY:
         best = (plain.z(x, min_scale), plain, False)
     for s in seasonal:
         if s is None:
             continue
-        if s.tail(x) >= TAIL_EXCUSE:
-            return (0.0, s, True)
         if s.n >= MIN_HISTORY:
             z = s.z(x, min_scale)
             if best is None or z < best[0]:
@@ -212,7 +244,7 @@ class Sample:
     update is a bisect plus a memmove.
     """
 
-    __slots__ = ("slots", "sorted", "seen", "rng", "size")
+    __slots__ = ("slots", "sorted", "seen", "rng", "size", "version")
     SEEN_CAP = 20_000
     _MUL = 6364136223846793005
     _INC = 1442695040888963407
@@ -224,12 +256,15 @@ class Sample:
         self.seen = 0
         self.rng = seed
         self.size = size
+        self.version = 0
+        """Bumped whenever ``sorted`` changes, so summaries of it can be cached."""
 
     def add(self, x: float) -> None:
         self.seen = min(self.seen + 1, self.SEEN_CAP)
         if len(self.slots) < self.size:
             self.slots.append(x)
             insort(self.sorted, x)
+            self.version += 1
             return
         self.rng = (self.rng * self._MUL + self._INC) & self._MASK
         j = (self.rng >> 33) % self.seen
@@ -238,6 +273,7 @@ class Sample:
             self.slots[j] = x
             del self.sorted[bisect_left(self.sorted, old)]
             insort(self.sorted, x)
+            self.version += 1
 
     def quantile(self, q: float) -> float:
         s = self.sorted

@@ -30,9 +30,10 @@ NEGATIVE_SHARE = 0.001
 class _Range:
     """The column's distribution summarised for one call: O(1) from the sorted sample."""
 
-    __slots__ = ("med", "scale", "log_med", "log_scale", "never_neg")
+    __slots__ = ("med", "scale", "log_med", "log_scale", "never_neg", "version")
 
     def __init__(self, s: Sample, negatives: float, seen: float) -> None:
+        self.version = s.version
         q1, self.med, q3 = s.quantile(0.25), s.quantile(0.5), s.quantile(0.75)
         self.scale = max((q3 - q1) / IQR_TO_SD, abs(self.med) * 0.1, 1e-9)
         self.log_med = self.log_scale = 0.0
@@ -52,7 +53,7 @@ class _Range:
 
 
 class _Numbers:
-    __slots__ = ("sample", "tested", "out", "negatives", "seen", "window")
+    __slots__ = ("sample", "tested", "out", "negatives", "seen", "window", "_range")
 
     def __init__(self) -> None:
         self.sample = Sample()
@@ -62,13 +63,18 @@ class _Numbers:
         self.negatives = 0.0
         self.seen = 0.0
         self.window = DripWindow()
+        self._range: _Range | None = None
 
     def trained(self) -> bool:
         return self.tested >= MIN_HISTORY
 
     def judge(self, c: ColumnFeatures) -> tuple[list[float], float, float, _Range]:
         """(out values, k, expected) with both counts scaled up when numbers were capped."""
-        r = _Range(self.sample, self.negatives, self.seen)
+        r = self._range
+        if r is None or r.version != self.sample.version:  # the sample rarely changes
+            r = self._range = _Range(self.sample, self.negatives, self.seen)
+        else:
+            r.never_neg = self.negatives <= NEGATIVE_SHARE * self.seen
         bad = [x for x in c.numbers if r.out(x)]
         n = len(c.numbers)
         scale = max(1.0, (c.written - c.nulls - c.empties) / n) if n >= MAX_NUMBERS else 1.0

@@ -18,14 +18,21 @@ class PolicyRules:
     def __init__(self, policy: pol.Policy, replay: bool) -> None:
         self.policy = policy
         self.replay = replay
+        self._thresholds: dict[str, float] = {}
+        """Per table: asked for every transaction, and a policy is immutable."""
 
     def threshold(self, table: str) -> float:
-        return self.policy.for_table(table).threshold
+        got = self._thresholds.get(table)
+        if got is None:
+            got = self._thresholds[table] = self.policy.for_table(table).threshold
+        return got
 
     def critical(self, table: str) -> bool:
         return self.policy.for_table(table).critical
 
     def in_maintenance(self, table: str, at_us: int) -> bool:
+        if not self.policy.maintenance:  # the common case, asked for every transaction
+            return False
         at = datetime.fromtimestamp(at_us / 1e6, UTC)
         return pol.in_maintenance(self.policy, table, at)
 

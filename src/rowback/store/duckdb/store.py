@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -452,21 +451,47 @@ class DuckDBStore:
                 f"SELECT _pos, {cols} FROM {t.hist} WHERE _pos BETWEEN ? AND ?",
                 [min(ps), max(ps)],
             ).fetchall()
+            if words == 1:  # up to 64 columns: the common case, without the shifting
+                masks.update((int(p), int(m or 0)) for p, m in rows)
+                continue
             for r in rows:
                 bits = 0
                 for w in range(words):
                     bits |= int(r[1 + w] or 0) << (w * catalog.MASK_BITS)
                 masks[int(r[0])] = bits
         out = []
+        same_of: dict[tuple[int, int, int], frozenset[int]] = {}
+        """Per (table version, layout, mask): the unchanged indexes, computed once (a
+        stream's updates of one table mostly change the same columns)."""
         for pos, ch in placed:
             m = masks.get(pos)
-            t = self._by_name.get((ch.table.source, ch.table.schema, ch.table.name))
-            layout = t.layout(ch.table) if t is not None and m is not None else None
-            if m is None or layout is None or ch.op != Op.UPDATE or ch.before is not None:
+            if m is None or ch.op != Op.UPDATE or ch.before is not None:
                 out.append(ch)
                 continue
-            same = frozenset(i for i, p in enumerate(layout) if not (m >> p) & 1)
-            out.append(dataclasses.replace(ch, unchanged=ch.unchanged | same))
+            t = self._by_name.get((ch.table.source, ch.table.schema, ch.table.name))
+            layout = t.layout(ch.table) if t is not None else None
+            if layout is None:
+                out.append(ch)
+                continue
+            k = (id(ch.table), id(layout), m)
+            same = same_of.get(k)
+            if same is None:
+                same = same_of[k] = frozenset(i for i, p in enumerate(layout) if not (m >> p) & 1)
+            un = ch.unchanged | same if ch.unchanged else same
+            out.append(
+                Change(
+                    ch.table,
+                    ch.op,
+                    ch.key,
+                    ch.after,
+                    ch.before,
+                    ch.commit_us,
+                    ch.txid,
+                    ch.lsn,
+                    ch.seq,
+                    un,
+                )
+            )
         return out
 
     def watch(self, observer: Observer | None) -> None:
