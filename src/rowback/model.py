@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import pyarrow as pa
 
@@ -130,20 +131,28 @@ class ChangeBatch:
     def __len__(self) -> int:
         return len(self.op)
 
-    def changes(self) -> list[Change]:
-        """The same changes as objects (for stores without a bulk path, and for tests)."""
-        cols = zip(*(a.to_pylist() for a in self.after), strict=True)
-        befores: list[list[Text] | None] = [None] * len(self)
+    def changes(self, start: int = 0, stop: int | None = None) -> list[Change]:
+        """The same changes as objects (for stores without a bulk path, for detection and
+        for tests); ``start``/``stop``: only those, so a big batch is read in pieces."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        span = max(0, stop - start)
+
+        def part(a: pa.Array) -> list[Any]:
+            got: list[Any] = a.slice(start, span).to_pylist()
+            return got
+
+        cols = zip(*(part(a) for a in self.after), strict=True)
+        befores: list[list[Text] | None] = [None] * span
         if self.before is not None and self.has_before is not None:
-            has = self.has_before.to_pylist()
-            rows = zip(*(a.to_pylist() for a in self.before), strict=True)
+            has = part(self.has_before)
+            rows = zip(*(part(a) for a in self.before), strict=True)
             befores = [list(r) if h else None for r, h in zip(rows, has, strict=True)]
         meta = zip(
-            self.op.to_pylist(),
-            self.txid.to_pylist(),
-            self.lsn.to_pylist(),
-            self.seq.to_pylist(),
-            self.commit_us.to_pylist(),
+            part(self.op),
+            part(self.txid),
+            part(self.lsn),
+            part(self.seq),
+            part(self.commit_us),
             strict=True,
         )
         out = []

@@ -245,3 +245,27 @@ def test_a_replay_is_judged_the_same_wherever_its_writes_cut_it(cuts: list[int])
     whole = judged([])
     assert [w[1] for w in whole] == [[2], [4]]
     assert judged([min(c, len(stream)) for c in cuts]) == whole
+
+
+@given(st.lists(st.integers(1, 399), min_size=1, max_size=6))
+@settings(max_examples=40, deadline=None)
+def test_a_live_transaction_cut_by_partial_writes_is_judged_once_whole(cuts: list[int]) -> None:
+    """Live capture writes a big transaction in pieces (``partial``): it is judged once,
+    whole, when its last piece arrives, with its real size in the explanation (and the
+    small transactions around it, complete in each write, are judged at once)."""
+    big = tx(2, MIN, 400)
+    e = Engine(lambda: [BigTx()], Rules())
+    assert e.observe(tx(1, 0, 3), "pg", {}) == []
+    points = [*sorted(set(cuts)), len(big)]
+    at, got = 0, []
+    for p in points:
+        got += e.observe(big[at:p], "pg", {}, partial=p < len(big))
+        restored = Engine(lambda: [BigTx()], Rules())
+        restored.restore(e.state())
+        e, at = restored, p
+        if p < len(big):
+            assert got == []  # nothing judged from a piece
+    (inc,) = got
+    assert (inc.txids, inc.rows_affected) == ([2], 400)
+    assert "400 rows" in inc.explanation
+    assert e.observe(tx(3, 2 * MIN, 2), "pg", {}) == [] and learned(e) == 2

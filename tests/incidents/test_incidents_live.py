@@ -420,3 +420,16 @@ def test_kill_9_during_an_automatic_revert_then_it_completes_once(
         assert inc["reversion"] == revs[1]["id"]
     finally:
         svc.stop()
+
+
+def test_a_big_update_captured_in_pieces_is_judged_once_whole(bank: str, store_path: Path) -> None:
+    """Capture writes a 10,000-row transaction in pieces of 1,000 (``--batch``): detection
+    judges it once, whole, with its real size, not ten times a 1,000-row piece."""
+    cli("capture", "--source", bank, "--once", store=store_path)
+    traffic(bank, 300)
+    cli("capture", "--source", bank, "--once", store=store_path)
+    bad = in_tx(bank, "UPDATE accounts SET kind = 'closed'")
+    cli("capture", "--source", bank, "--once", "--batch", "1000", store=store_path)
+    (inc,) = incidents(store_path)
+    assert (inc["txids"], inc["rows_affected"]) == ([bad], ROWS), inc
+    assert f"{ROWS:,} rows this transaction" in inc["explanation"], inc["explanation"]

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import orjson
 
 from rowback.detect.base import Detector, Signal
-from rowback.detect.features import ColumnFeatures, TxFeatures, tx_features
+from rowback.detect.features import ColumnFeatures, TxFeatures, TxSummary, tx_features
 from rowback.model import Change, Column, Op, TableSchema
 from rowback.store.base import Incident
 
@@ -85,8 +85,11 @@ class Engine:
     ) -> None:
         self._make = detectors
         self.hold_tail = hold_tail
-        self._pending: list[Change] = []
-        """The last transaction of a replay's write, judged with the next (``hold_tail``)."""
+        self._tail: dict[str, TxSummary] = {}
+        """The transaction a write ended in, per table, summarised until it is whole: the
+        last of every replay write (``hold_tail``), or one a live write cut (``partial``).
+        Summaries, not changes, so a million-row transaction costs a few KB to hold."""
+        self._tail_tx: int | None = None
         self._ours: set[int] = set()
         self.detectors = list(detectors())
         self.rules = rules
@@ -100,43 +103,66 @@ class Engine:
     # -- Observer --------------------------------------------------------------------
 
     def observe(
-        self, changes: Sequence[Change], source: str, reverting: Mapping[int, str]
+        self,
+        changes: Sequence[Change],
+        source: str,
+        reverting: Mapping[int, str],
+        partial: bool = False,
     ) -> list[Incident]:
-        """Judge ``changes`` transaction by transaction, in commit order. With
-        ``hold_tail`` (a replay, whose writes may cut a transaction in two) the last
-        transaction waits for the next call, so the same stream is judged the same
-        whatever its writes' boundaries; an empty call judges what waits."""
+        """Judge ``changes`` transaction by transaction, in commit order. A transaction
+        is judged once, whole: the one a write ends in waits for the next call when the
+        write may have cut it (``hold_tail``, a replay: the same stream is judged the same
+        whatever its writes' boundaries) or did (``partial``, a live write of part of a
+        big transaction). An empty call judges what waits."""
         grown: dict[int, Incident] = {}
         self._ours |= {int(t) for t in reverting}
-        todo = self._pending + list(changes)
-        self._pending = []
-        if self.hold_tail and changes and todo[-1].op != Op.SNAPSHOT:
-            last = todo[-1].txid
-            cut = len(todo)
-            while cut and todo[cut - 1].txid == last:
-                cut -= 1
-            todo, self._pending = todo[:cut], todo[cut:]
         by_tx: dict[int, int] = {}
+        hold = bool(changes) and (self.hold_tail or partial) and changes[-1].op != Op.SNAPSHOT
+        n = len(changes)
         start = 0
-        while start < len(todo):
+        while start < n:
+            txid = changes[start].txid
             end = start + 1
-            while end < len(todo) and todo[end].txid == todo[start].txid:
+            while end < n and changes[end].txid == txid:
                 end += 1
-            self._judge(todo[start:end], source, by_tx, grown)
+            run = changes[start:end]
+            if self._tail_tx is not None and self._tail_tx != txid:
+                self._judge_tail(source, by_tx, grown)
+            self._count(run)
+            if self._tail_tx == txid or (end == n and hold):
+                self._summarise(txid, run)
+                if not (end == n and hold):
+                    self._judge_tail(source, by_tx, grown)
+            else:
+                self._judge(txid, tx_features(run), source, by_tx, grown)
             start = end
-        self._ours = {t for t in self._ours if any(c.txid == t for c in self._pending)}
+        if not changes and self._tail_tx is not None:
+            self._judge_tail(source, by_tx, grown)
+        self._ours = {t for t in self._ours if t == self._tail_tx}
         return list(grown.values())
 
-    def _judge(
-        self,
-        tx: Sequence[Change],
-        source: str,
-        by_tx: dict[int, int],
-        grown: dict[int, Incident],
-    ) -> None:
-        """One transaction: count its rows, then judge each table it wrote."""
+    def _summarise(self, txid: int, run: Sequence[Change]) -> None:
+        self._tail_tx = txid
+        tail = self._tail
+        for c in run:
+            if c.op == Op.SNAPSHOT or c.op == Op.TRUNCATE:
+                continue
+            q = c.table.qualified
+            acc = tail.get(q)
+            if acc is None:
+                acc = tail[q] = TxSummary(q, txid)
+            acc.add(c)
+
+    def _judge_tail(self, source: str, by_tx: dict[int, int], grown: dict[int, Incident]) -> None:
+        txid, feats = self._tail_tx, [acc.finish() for acc in self._tail.values()]
+        self._tail, self._tail_tx = {}, None
+        if txid is not None:
+            self._judge(txid, feats, source, by_tx, grown)
+
+    def _count(self, run: Sequence[Change]) -> None:
+        """Live rows per table, as the changes arrive."""
         rows = self._rows
-        for c in tx:
+        for c in run:
             op = c.op
             if op == Op.UPDATE:
                 continue  # the common case: no row comes or goes
@@ -147,9 +173,18 @@ class Engine:
                 rows[q] = max(0, rows.get(q, 0) - 1)
             elif op == Op.TRUNCATE:
                 rows[q] = 0
-        if tx[0].txid in self._ours:
+
+    def _judge(
+        self,
+        txid: int,
+        feats: Sequence[TxFeatures],
+        source: str,
+        by_tx: dict[int, int],
+        grown: dict[int, Incident],
+    ) -> None:
+        """One transaction: judge each table it wrote."""
+        if txid in self._ours:
             return  # Rowback's own revert: never judged, never learned
-        feats = tx_features(tx)
         for f in feats:
             if self.rules.in_maintenance(f.table, f.commit_us):
                 continue  # neither learned from nor alerted on
@@ -179,7 +214,7 @@ class Engine:
                 "next_id": self._next_id,
                 "rows": self._rows,
                 "hits": self._hits,
-                "pending": [_change_doc(c) for c in self._pending],
+                "tail": [acc.state() for acc in self._tail.values()],
                 "ours": sorted(self._ours),
                 "open": [
                     {"incident": asdict(o.incident), "pattern": o.pattern, "held": o.held}
@@ -197,8 +232,17 @@ class Engine:
                 d.load(saved[d.name])
         self._next_id = int(got.get("next_id", 1))
         self._rows = {str(k): int(v) for k, v in got.get("rows", {}).items()}
-        self._pending = [_change_of(d) for d in got.get("pending", [])]
+        self._tail = {}
+        self._tail_tx = None
+        for d in got.get("tail", []):
+            acc = TxSummary.from_state(d)
+            self._tail[acc.table] = acc
+            self._tail_tx = acc.txid
         self._ours = {int(t) for t in got.get("ours", [])}
+        held = [_change_of(d) for d in got.get("pending", [])]  # a state saved before "tail"
+        if held:
+            self._count(held)
+            self._summarise(held[0].txid, held)
         self._hits = {
             str(k): [[int(h[0]), int(h[1]), int(h[2]) if len(h) > 2 else 0] for h in v]
             for k, v in got.get("hits", {}).items()
@@ -400,17 +444,8 @@ def features_from(d: dict[str, Any]) -> TxFeatures:
     )
 
 
-def _change_doc(c: Change) -> dict[str, Any]:
-    t = c.table
-    return {
-        "t": [t.source, t.schema, t.name, [[col.name, col.type, col.key] for col in t.columns]],
-        "c": [int(c.op), c.key, c.after, c.before, c.commit_us, c.txid, c.lsn, c.seq],
-        "u": sorted(c.unchanged),
-    }
-
-
 def _change_of(d: dict[str, Any]) -> Change:
-    """The change ``_change_doc`` described (a held transaction, from the state)."""
+    """A held change as states saved before ``TxSummary`` kept them ("pending")."""
     src, schema, name, cols = d["t"]
     table = TableSchema(src, schema, name, tuple(Column(n, ty, key=k) for n, ty, k in cols))
     op, key, after, before, at, txid, lsn, seq = d["c"]

@@ -194,10 +194,15 @@ class Observer(Protocol):
     with the changes, so a crash can neither lose nor repeat what it concluded."""
 
     def observe(
-        self, changes: Sequence[Change], source: str, reverting: Mapping[int, str]
+        self,
+        changes: Sequence[Change],
+        source: str,
+        reverting: Mapping[int, str],
+        partial: bool = False,
     ) -> list[Incident]:
         """Judge ``changes`` (just written, not yet committed; ``reverting``: the txids
-        that are Rowback's own reverts, never judged); the incidents opened or grown."""
+        that are Rowback's own reverts, never judged; ``partial``: the write ends inside
+        a transaction that the next write continues); the incidents opened or grown."""
         ...
 
     def state(self) -> bytes:

@@ -305,6 +305,10 @@ CAPTURE_SCRIPT = textwrap.dedent(
     cfg = CaptureConfig(
         dsn, once=once, spill_dir=Path(spill), rescan_interval=0.5, batch_size=int(sys.argv[5])
     )
+    if len(sys.argv) > 6 and sys.argv[6] == "detect":
+        from rowback.detect.watch import attach
+
+        attach(store)
     status = Capture(cfg, store).run()
     store.close()
     # VmHWM, not ru_maxrss: Linux carries the parent's peak across fork and exec
@@ -329,9 +333,16 @@ def capture_and_check(
 
 
 def capture_process(
-    dsn: str, store_path: Path, once: bool, spill_dir: Path, batch_size: int = 20_000, **kw: Any
+    dsn: str,
+    store_path: Path,
+    once: bool,
+    spill_dir: Path,
+    batch_size: int = 20_000,
+    detect: bool = False,
+    **kw: Any,
 ) -> subprocess.Popen[str]:
-    """Capture in a child process (``python -c``); its last line reports its peak RSS."""
+    """Capture in a child process (``python -c``), judged by detection with ``detect``;
+    its last line reports its peak RSS."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -342,6 +353,7 @@ def capture_process(
             "once" if once else "run",
             str(spill_dir),
             str(batch_size),
+            "detect" if detect else "plain",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

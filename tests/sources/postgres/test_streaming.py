@@ -142,7 +142,8 @@ def test_million_row_transaction_with_bounded_memory(
     pg_dsn: str, store_path: Path, tmp_path: Path
 ) -> None:
     """1,000,000 inserted rows, then 1,000,000 updated rows, each in one transaction,
-    captured by a separate process whose peak RSS must stay under 500 MB."""
+    captured by a separate process whose peak RSS must stay under 500 MB, with detection
+    judging them as capture does by default (each held as a summary across writes)."""
     conn = pg_connect(pg_dsn)
     execute(pg_dsn, "CREATE TABLE big (id int PRIMARY KEY, v int, s text)")
     capture_once(pg_dsn, store_path)
@@ -153,7 +154,7 @@ def test_million_row_transaction_with_bounded_memory(
     inserted = insert_lsn(conn)
     execute(pg_dsn, "UPDATE big SET v = v + 1, s = s || '!'")
     updated = insert_lsn(conn)
-    proc = capture_process(pg_dsn, store_path, once=True, spill_dir=tmp_path / "spill")
+    proc = capture_process(pg_dsn, store_path, once=True, spill_dir=tmp_path / "spill", detect=True)
     out, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err[-2000:]
     report = dict(kv.split("=") for kv in out.strip().splitlines()[-1].split())

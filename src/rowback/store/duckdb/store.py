@@ -38,6 +38,8 @@ from rowback.store.duckdb.writer import diff_changes, fetch_head, write_head
 from rowback.when import Point
 
 FILE_NAME = "rowback.duckdb"
+OBSERVE_PIECE = 10_000
+"""Changes of a bulk write handed to detection at once (as objects, ~1 KB each)."""
 
 
 W = TypeVar("W", bound=Callable[..., Any])
@@ -202,7 +204,7 @@ class DuckDBStore:
             for tid in list(pending):
                 self._flush(self._tables[tid], pending.pop(tid), stats)
             checkpoints.take_due(con, self._tables.values(), pos - 1, self.checkpoint_every)
-            self._observe(lambda: placed, source, True, reverting)
+            self._observe(lambda: placed, source, reverting, bool(position.get("partial")))
             self._record(txs, source, position, pos, reverting)
             self._quarantine(quarantine)
             if replayed:
@@ -418,18 +420,36 @@ class DuckDBStore:
         self,
         placed: Callable[[], Sequence[tuple[int, Change]]],
         source: str,
-        commit: bool,
         reverting: Mapping[int, str] | None,
+        partial: bool = False,
     ) -> None:
         """Feed the observer what this write stores, and keep what it concluded (its
-        incidents and learned state) in the same transaction."""
+        incidents and learned state) in the same transaction. ``partial``: the write
+        ends inside a transaction (capture's ``partial`` position), judged once whole."""
         if self.observer is None:
             return
         seen = self._diffed(placed())
-        incident_log.save(self._con, self.observer.observe(seen, source, reverting or {}))
+        got = self.observer.observe(seen, source, reverting or {}, partial)
+        incident_log.save(self._con, got)
         # every write, not only one that commits: a bulk transaction left open may be
         # committed by whatever writes next (``_settle``), and must hold the state too
         incident_log.save_state(self._con, self.observer.state())
+
+    def _observe_in_pieces(
+        self,
+        n: int,
+        piece: Callable[[int, int], Sequence[tuple[int, Change]]],
+        source: str,
+        reverting: Mapping[int, str] | None,
+    ) -> None:
+        """``_observe`` of a bulk write's ``n`` changes, ``OBSERVE_PIECE`` at a time: as
+        objects they take ~1 KB each, and a block may hold 60,000. A piece that ends
+        inside a transaction says so (the observer judges the transaction once, whole)."""
+        if self.observer is None:
+            return
+        for lo in range(0, n, OBSERVE_PIECE):  # none when empty: a tail waits on
+            hi = min(n, lo + OBSERVE_PIECE)
+            self._observe(functools.partial(piece, lo, hi), source, reverting, partial=hi < n)
 
     def _diffed(self, placed: Sequence[tuple[int, Change]]) -> list[Change]:
         """The changes as the store diffed them: an update sent without a before image
@@ -644,7 +664,12 @@ class DuckDBStore:
                 checkpoints.note(con, table, n - snapshots)
                 checkpoints.take_due(con, [table], pos + n - 1, self.checkpoint_every)
             runs.append(_tx_runs(batch, pos))
-            self._observe(lambda: list(enumerate(batch.changes(), pos)), source, commit, reverting)
+            self._observe_in_pieces(
+                n,
+                lambda lo, hi: list(enumerate(batch.changes(lo, hi), pos + lo)),
+                source,
+                reverting,
+            )
             self._record(pa.concat_tables(runs), source, position, pos + n, reverting)
             if commit:
                 self._commit()
@@ -673,7 +698,7 @@ class DuckDBStore:
             table = self._by_name.get((s.source, s.schema, s.name))
             layout = table.layout(s) if table is not None else None
             if table is None or layout is None or len(table.columns) > catalog.MASK_BITS:
-                return self.write(_in_order(batches, n), source, position, reverting=reverting)
+                return self.write(_in_order(batches, 0, n), source, position, reverting=reverting)
             found.append((b, table, layout))
         stats = WriteStats()
         con = self._con
@@ -695,8 +720,11 @@ class DuckDBStore:
                     rows = b.rows.to_numpy(zero_copy_only=False)
                     merged[rows] = getattr(b, name).to_numpy(zero_copy_only=False)
                 meta[name] = merged
-            self._observe(
-                lambda: list(enumerate(_in_order(batches, n), pos)), source, commit, reverting
+            self._observe_in_pieces(
+                n,
+                lambda lo, hi: list(enumerate(_in_order(batches, lo, hi), pos + lo)),
+                source,
+                reverting,
             )
             self._record(
                 _runs(meta["txid"], meta["lsn"], meta["commit_us"], pos),
@@ -767,13 +795,16 @@ def _tx_table(
     )
 
 
-def _in_order(batches: Sequence[ChangeBatch], n: int) -> list[Change]:
-    """The changes of one block's batches as objects, in the block's order."""
-    out: list[Change | None] = [None] * n
+def _in_order(batches: Sequence[ChangeBatch], lo: int, hi: int) -> list[Change]:
+    """The changes ``lo`` to ``hi`` of one block's batches as objects, in the block's
+    order (each batch's ``rows`` rise: its changes in that range are one slice)."""
+    out: list[Change | None] = [None] * (hi - lo)
     for b in batches:
         assert b.rows is not None
-        for r, ch in zip(b.rows.to_pylist(), b.changes(), strict=True):
-            out[r] = ch
+        rows = b.rows.to_numpy(zero_copy_only=False)
+        first, last = (int(i) for i in np.searchsorted(rows, [lo, hi]))
+        for r, ch in zip(rows[first:last].tolist(), b.changes(first, last), strict=True):
+            out[r - lo] = ch
     assert None not in out
     return out  # type: ignore[return-value]
 
