@@ -317,7 +317,7 @@ def _load(
     the target is written, so the rows are locked only for the statements themselves;
     the batches are then kept without their rows (``Batch.size``), which :func:`_lost`
     finds again in the plan if some changed since. Without, the steps as they come."""
-    units = enumerate(rsql.batched(statements(plan, catalog), catalog))
+    units = enumerate(rsql.batched(statements(plan, catalog), catalog, sets=temp))
     if not temp:
         return units
     out: list[Step] = []
@@ -332,9 +332,9 @@ def _load(
     return out
 
 
-def _lost(plan: Plan, catalog: TargetCatalog, n: int, hit: set[int]) -> list[Statement]:
-    """The rows of batch ``n`` that its update did not change (they changed since)."""
-    for m, unit in enumerate(rsql.batched(statements(plan, catalog), catalog)):
+def _lost(plan: Plan, catalog: TargetCatalog, n: int, hit: set[int], temp: bool) -> list[Statement]:
+    """The rows of batch ``n`` that its statement did not change (they changed since)."""
+    for m, unit in enumerate(rsql.batched(statements(plan, catalog), catalog, sets=temp)):
         if m == n and isinstance(unit, rsql.Batch):
             return [st for i, st in enumerate(unit.rows) if i not in hit]
     raise AssertionError(f"no batch {n} in the plan")
@@ -394,7 +394,7 @@ def apply(
                 if isinstance(unit, rsql.Batch):
                     size = len(unit.rows) or unit.size
                     hit = _run_batch(cur, unit, f"_rb_revert_{n}" if temp_ok else None)
-                    lost = [] if len(hit) == size else _lost(plan, catalog, n, hit)
+                    lost = [] if len(hit) == size else _lost(plan, catalog, n, hit, temp_ok)
                 else:
                     size = 1
                     cur.execute(unit.sql)

@@ -126,27 +126,42 @@ trips and parsing stop mattering; the guarded join then runs once per batch."""
 
 @dataclass(frozen=True)
 class Batch:
-    """Updates of one table writing the same columns, as one guarded ``UPDATE … FROM`` a
-    temporary table that COPY filled with each row's key, expected and target values;
-    it returns the position (in ``rows``) of each row it changed: a row it does not
-    return changed since the plan. One statement per row costs a round trip and a plan
-    each (~0.1 ms): 10 s for a 100,000-row revert; a VALUES list of literals costs its
-    parse."""
+    """Rows of one table and one shape as one guarded set-based statement over a
+    temporary table that COPY filled with each row's key, expected and target values; it
+    returns the position (in ``rows``) of each row it changed: a row it does not return
+    changed since the plan. Updates (writing the same columns) are an ``UPDATE … FROM``,
+    rows coming back an ``INSERT … SELECT`` of those whose key is free, rows going away a
+    ``DELETE … USING`` guarded by their expected values. One statement per row costs a
+    round trip and a plan each (~0.1 ms): 10 s for a 100,000-row revert; a VALUES list of
+    literals (updates only, for a role without TEMPORARY) costs its parse."""
 
     rows: tuple[Statement, ...]
     table: str
     keys: tuple[tuple[str, str], ...]
     """(column, type) of the key."""
     cols: tuple[tuple[str, str], ...]
-    """(column, type) of the cells written."""
+    """(column, type) of the cells written (update, insert) or guarded (delete)."""
     size: int = 0
     """How many rows, once ``rows`` is dropped (its values loaded already)."""
+    action: Action = Action.update
+    always: bool = False
+    """An insert writes an ``identity ALWAYS`` column (``OVERRIDING SYSTEM VALUE``)."""
+
+    @property
+    def _expects(self) -> bool:
+        return self.action is not Action.insert
+
+    @property
+    def _targets(self) -> bool:
+        return self.action is not Action.delete
 
     def create(self, temp: str) -> str:
         """The temporary table for the values (dropped at commit)."""
         defs = ["_i integer"] + [f"k{j} {t}" for j, (_, t) in enumerate(self.keys)]
-        defs += [f"e{j} {t}" for j, (_, t) in enumerate(self.cols)]
-        defs += [f"g{j} {t}" for j, (_, t) in enumerate(self.cols)]
+        if self._expects:
+            defs += [f"e{j} {t}" for j, (_, t) in enumerate(self.cols)]
+        if self._targets:
+            defs += [f"g{j} {t}" for j, (_, t) in enumerate(self.cols)]
         return f"CREATE TEMPORARY TABLE {ident(temp)} ({', '.join(defs)}) ON COMMIT DROP"
 
     def copy(self, temp: str) -> str:
@@ -161,14 +176,17 @@ class Batch:
             r = st.row
             by_name = {c.column: c for c in r.cells}
             vals = [str(i), *map(_copy_text, r.key)]
-            vals += [_copy_text(by_name[c].expected) for c in names]
-            vals += [_copy_text(by_name[c].target) for c in names]
+            if self._expects:
+                vals += [_copy_text(by_name[c].expected) for c in names]
+            if self._targets:
+                vals += [_copy_text(by_name[c].target) for c in names]
             lines.append("\t".join(vals))
         return "\n".join(lines) + "\n"
 
     def values(self) -> str:
         """The same update with its values as a VALUES list of literals: for a role that
         may not create temporary tables (it parses slower)."""
+        assert self.action is Action.update, "only updates are batched without TEMPORARY"
         names = ["_i", *(f"k{j}" for j in range(len(self.keys)))]
         names += [f"e{j}" for j in range(len(self.cols))] + [f"g{j}" for j in range(len(self.cols))]
         values = []
@@ -182,14 +200,26 @@ class Batch:
         return self.update(f"(VALUES {', '.join(values)}) AS _v({', '.join(names)})", raw=True)
 
     def update(self, temp: str, raw: bool = False) -> str:
-        sets = ", ".join(f"{ident(c)} = _v.g{j}" for j, (c, _) in enumerate(self.cols))
+        """The statement over ``temp`` (for every action, despite the name)."""
+        t = table_ident(self.table)
         on = [f"_t.{ident(c)} = _v.k{j}" for j, (c, _) in enumerate(self.keys)]
-        on += [_same_as(f"_t.{ident(c)}", f"_v.e{j}", t) for j, (c, t) in enumerate(self.cols)]
-        return (
-            f"UPDATE {table_ident(self.table)} AS _t SET {sets} "
-            f"FROM {temp if raw else ident(temp) + ' AS _v'} "
-            f"WHERE {' AND '.join(on)} RETURNING _v._i"
-        )
+        if self.action is Action.insert:
+            cols = ", ".join(ident(c) for c, _ in self.cols)
+            vals = ", ".join(f"_todo.g{j}" for j in range(len(self.cols)))
+            over = " OVERRIDING SYSTEM VALUE" if self.always else ""
+            # a data-modifying CTE runs once, whole: the rows it inserts are _todo's
+            return (
+                f"WITH _todo AS (SELECT * FROM {ident(temp)} AS _v WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {t} AS _t WHERE {' AND '.join(on)})), "
+                f"_ins AS (INSERT INTO {t} ({cols}){over} SELECT {vals} FROM _todo) "
+                "SELECT _i FROM _todo"
+            )
+        on += [_same_as(f"_t.{ident(c)}", f"_v.e{j}", ty) for j, (c, ty) in enumerate(self.cols)]
+        src = temp if raw else ident(temp) + " AS _v"
+        if self.action is Action.delete:
+            return f"DELETE FROM {t} AS _t USING {src} WHERE {' AND '.join(on)} RETURNING _v._i"
+        sets = ", ".join(f"{ident(c)} = _v.g{j}" for j, (c, _) in enumerate(self.cols))
+        return f"UPDATE {t} AS _t SET {sets} FROM {src} WHERE {' AND '.join(on)} RETURNING _v._i"
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
@@ -205,23 +235,36 @@ def _copy_text(value: Text) -> str:
 
 
 def _cells_of(row: RowPlan, catalog: TargetCatalog) -> tuple[tuple[str, str], ...]:
+    """The (column, type) a batch of ``row``'s action carries: cells written (update),
+    values inserted (insert, generated columns left out), values guarded (delete)."""
     generated = catalog.generated.get(row.table, frozenset())
-    return tuple((c.column, c.type) for c in row.cells if c.written and c.column not in generated)
+    if row.action is Action.update:
+        return tuple(
+            (c.column, c.type) for c in row.cells if c.written and c.column not in generated
+        )
+    if row.action is Action.insert:
+        return tuple((c.column, c.type) for c in row.cells if c.column not in generated)
+    keys = set(row.key_columns)
+    return tuple((c.column, c.type) for c in row.cells if c.column not in keys)
 
 
 def update_batch(stmts: list[Statement], catalog: TargetCatalog = NO_CATALOG) -> Batch:
-    """One guarded set-based UPDATE for ``stmts`` (updates of one table writing the same
-    columns, key columns not among them)."""
+    """One guarded set-based statement for ``stmts`` (rows of one table and one action
+    with the same cells; for updates, key columns not among them)."""
     first = stmts[0].row
     keys = tuple(zip(first.key_columns, first.key_types, strict=True))
-    return Batch(tuple(stmts), first.table, keys, _cells_of(first, catalog))
+    cols = _cells_of(first, catalog)
+    always = catalog.identity_always.get(first.table, frozenset())
+    over = first.action is Action.insert and any(c in always for c, _ in cols)
+    return Batch(tuple(stmts), first.table, keys, cols, action=first.action, always=over)
 
 
 def batched(
-    stmts: Iterator[Statement], catalog: TargetCatalog = NO_CATALOG
+    stmts: Iterator[Statement], catalog: TargetCatalog = NO_CATALOG, sets: bool = True
 ) -> Iterator[Statement | Batch]:
-    """``stmts`` in the same order, runs of updates of one table writing the same
-    columns (none of them a key column) gathered into :class:`Batch`es."""
+    """``stmts`` in the same order, runs of one table, action and shape gathered into
+    :class:`Batch`es: updates writing the same columns (none of them a key column), and
+    with ``sets`` (a temporary table may be made) inserts and deletes too."""
     run: list[Statement] = []
     shape: object = None
 
@@ -234,9 +277,11 @@ def batched(
 
     for st in stmts:
         r = st.row
-        cells = _cells_of(r, catalog) if r.action is Action.update else ()
-        fits = bool(cells) and not {c for c, _ in cells} & set(r.key_columns)
-        this = (r.table, cells, r.key_types) if fits else None
+        this: object = None
+        if r.action is Action.update or (sets and r.action in (Action.insert, Action.delete)):
+            cells = _cells_of(r, catalog)
+            if r.action is not Action.update or not {c for c, _ in cells} & set(r.key_columns):
+                this = (r.action, r.table, cells, r.key_types) if cells else None
         if this is None or this != shape or len(run) >= BATCH_ROWS:
             yield from flush()
         shape = this
