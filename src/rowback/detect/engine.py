@@ -18,7 +18,14 @@ from typing import Any, Protocol
 import orjson
 
 from rowback.detect.base import Detector, Signal
-from rowback.detect.features import ColumnFeatures, TxFeatures, TxSummary, tx_features
+from rowback.detect.features import (
+    ColumnFeatures,
+    Summaries,
+    TxFeatures,
+    TxSummary,
+    summarise,
+    tx_features,
+)
 from rowback.model import Change, Column, Op, TableSchema
 from rowback.store.base import Incident
 
@@ -85,7 +92,7 @@ class Engine:
     ) -> None:
         self._make = detectors
         self.hold_tail = hold_tail
-        self._tail: dict[str, TxSummary] = {}
+        self._tail: Summaries = {}
         """The transaction a write ended in, per table, summarised until it is whole: the
         last of every replay write (``hold_tail``), or one a live write cut (``partial``).
         Summaries, not changes, so a million-row transaction costs a few KB to hold."""
@@ -143,15 +150,7 @@ class Engine:
 
     def _summarise(self, txid: int, run: Sequence[Change]) -> None:
         self._tail_tx = txid
-        tail = self._tail
-        for c in run:
-            if c.op == Op.SNAPSHOT or c.op == Op.TRUNCATE:
-                continue
-            q = c.table.qualified
-            acc = tail.get(q)
-            if acc is None:
-                acc = tail[q] = TxSummary(q, txid)
-            acc.add(c)
+        summarise(run, self._tail)
 
     def _judge_tail(self, source: str, by_tx: dict[int, int], grown: dict[int, Incident]) -> None:
         txid, feats = self._tail_tx, [acc.finish() for acc in self._tail.values()]
@@ -236,7 +235,7 @@ class Engine:
         self._tail_tx = None
         for d in got.get("tail", []):
             acc = TxSummary.from_state(d)
-            self._tail[acc.table] = acc
+            self._tail[(acc.txid, acc.table)] = acc
             self._tail_tx = acc.txid
         self._ours = {int(t) for t in got.get("ours", [])}
         held = [_change_of(d) for d in got.get("pending", [])]  # a state saved before "tail"

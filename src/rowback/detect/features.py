@@ -79,16 +79,24 @@ class TxFeatures:
 
 def tx_features(changes: Iterable[Change]) -> list[TxFeatures]:
     """Summarise changes per (transaction, table), in order of first appearance."""
-    groups: dict[tuple[int, str], TxSummary] = {}
+    return [acc.finish() for acc in summarise(changes, {}).values()]
+
+
+Summaries = dict[tuple[int, str], "TxSummary"]
+"""Per (transaction, qualified table), in order of first appearance."""
+
+
+def summarise(changes: Iterable[Change], into: Summaries) -> Summaries:
+    """Add ``changes`` to the summaries ``into`` (made when first seen), and return it."""
     for c in changes:
         if c.op == Op.SNAPSHOT or c.op == Op.TRUNCATE:
             continue  # a snapshot is not a write; TRUNCATE has no rows to summarise
         key = (c.txid, c.table.qualified)
-        acc = groups.get(key)
+        acc = into.get(key)
         if acc is None:
-            acc = groups[key] = TxSummary(key[1], c.txid)
+            acc = into[key] = TxSummary(key[1], c.txid)
         acc.add(c)
-    return [acc.finish() for acc in groups.values()]
+    return into
 
 
 MAX_DISTINCT = 4_096

@@ -119,6 +119,11 @@ def test_malformed_lines_are_quarantined_and_the_rest_stored(
     assert q[0][5] == line(ORDERS[0])[:40].decode()
 
 
+_HWM = "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+"""A child's peak RSS line: VmHWM, not ru_maxrss (Linux carries the parent's peak across
+fork and exec)."""
+
+
 def test_oversized_line_is_rejected_without_reading_it_whole(
     tmp_path: Path, store_path: Path
 ) -> None:
@@ -133,9 +138,8 @@ def test_oversized_line_is_rejected_without_reading_it_whole(
         "from rowback.store.duckdb.store import DuckDBStore\n"
         "from rowback.sources.debezium.ingest import ingest_file\n"
         "with DuckDBStore(sys.argv[1]) as s: r = ingest_file(s, sys.argv[2])\n"
-        # VmHWM, not ru_maxrss: Linux carries the parent's peak across fork and exec
-        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
-        "print(r.events, r.quarantined, hwm.split()[1])\n"
+        + _HWM
+        + "print(r.events, r.quarantined, hwm.split()[1])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script, str(store_path), str(path)],
@@ -256,9 +260,8 @@ def test_a_million_row_transaction_is_ingested_and_judged_in_bounded_memory(
         "from rowback.cli import main\n"
         "sys.argv = ['rowback', 'ingest', sys.argv[2], '--store', sys.argv[1]]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        # VmHWM, not ru_maxrss: Linux carries the parent's peak across fork and exec
-        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
-        "print(hwm.split()[1])\n"
+        + _HWM
+        + "print(hwm.split()[1])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script, str(store_path), str(path)],
